@@ -1,0 +1,66 @@
+# finetune-operator — the two commands a newcomer runs are `make demo` and `make test`.
+# Everything else here is a building block of those two.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help venv lock lint fmt crds cluster-up cluster-down cluster-status test test-unit demo bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install the project with every extra (from requirements.lock)
+
+lock:  ## re-resolve requirements.lock from pyproject.toml
+	test -x $(VENV)/bin/uv || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install --quiet uv; }
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra operator --extra trainer \
+	  --python-version 3.11 --quiet -o requirements.lock
+
+lint: venv  ## ruff and the import layering contract
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+fmt: venv  ## format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+crds: venv  ## regenerate crds/ and docs/api.md from the finetune_api models
+	$(PY) -m finetune_api.generate
+
+cluster-up: venv  ## start (or reuse) the local cluster and S3 server; writes .cluster/kubeconfig and .cluster/env
+	$(PY) -m localcluster up
+
+cluster-down:  ## stop the local cluster and S3 server (idempotent)
+	@if [ -x $(PY) ]; then $(PY) -m localcluster down; fi
+
+cluster-status: venv  ## show what of the local cluster is running
+	$(PY) -m localcluster status
+
+test: venv  ## install everything and run every test (unit, integration, e2e); stops what it started
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+	$(PY) -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
+test-unit: venv  ## only the fast unit tests (nothing running needed)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+demo: venv  ## the whole loop: cluster, S3, operator, a real 2-worker fine-tuning job, a preemption, resume
+	$(PY) -m localcluster.demo
+
+bench: venv  ## benchmarks; JSON under bench/results/
+	$(PY) bench/run_all.py
+
+clean: cluster-down  ## remove .venv and local cluster state
+	rm -rf $(VENV) .cluster
