@@ -1,0 +1,1 @@
+"""Fixtures: operator (being written)."""
