@@ -6,7 +6,7 @@ of silently falling back to a default. Each spec model may declare cross-field `
 rules.py); they run after the fields validated, and the CRD generator copies their CEL twins.
 """
 
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
@@ -14,10 +14,19 @@ from pydantic.alias_generators import to_camel
 from .rules import Rule, check_rules
 
 
+def _add_cel_rules(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """JSON-schema hook: the model's cross-field rules become x-kubernetes-validations in the CRD."""
+    rules: tuple[Rule, ...] = getattr(model, "RULES", ())
+    if rules:
+        schema["x-kubernetes-validations"] = [rule.to_crd() for rule in rules]
+
+
 class ApiModel(BaseModel):
     """A section of the FineTuneJob spec: camelCase on the wire, snake_case in Python, no unknown keys."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", json_schema_extra=_add_cel_rules
+    )
 
     RULES: ClassVar[tuple[Rule, ...]] = ()
 

@@ -80,10 +80,14 @@ class Resources(ApiModel):
     node_selector: dict[LabelKey, LabelValue] = Field(
         default_factory=dict,
         max_length=64,
+        json_schema_extra={"default": {}},
         description="Node labels a worker's node must carry (pod nodeSelector).",
     )
     tolerations: list[Toleration] = Field(
-        default_factory=list, max_length=64, description="Taints the workers tolerate (pod tolerations)."
+        default_factory=list,
+        max_length=64,
+        json_schema_extra={"default": []},
+        description="Taints the workers tolerate (pod tolerations).",
     )
     affinity: dict[str, Any] | None = Field(
         default=None,
