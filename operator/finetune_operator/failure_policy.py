@@ -1,0 +1,236 @@
+"""What happened to one attempt, judged from its Job and its pods (DESIGN.md D4).
+
+The verdict decides whether the gang restarts and whether the restart counts against maxRestarts:
+
+| verdict      | evidence                                                       | operator does             |
+|--------------|----------------------------------------------------------------|---------------------------|
+| permanent    | a worker exited 78 (invalid configuration or data)             | Failed at once            |
+| disrupted    | DisruptionTarget, eviction, node loss, pod deleted by others   | restart, not counted      |
+| retryable    | any other non-zero exit or a failed Job                        | restart after backoff     |
+| succeeded    | the Job completed (every index succeeded)                      | Succeeded                 |
+| queued       | the Job is suspended (Kueue has not admitted it)               | Suspended (Kueue's words) |
+| unschedulable| a pod is Pending with PodScheduled=False/Unschedulable         | says so in status         |
+| running      | every worker pod is Running                                    | Running                   |
+| starting     | anything else (pods being created, pulled, scheduled)          | wait                      |
+
+Evidence on pods is preferred (it carries the termination message); the Job's Failed condition set by
+its podFailurePolicy is the fallback once the pods are gone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Sequence
+from typing import Any
+
+from . import naming
+from .builders import EXIT_INVALID_CONFIG, RULE_DISRUPTION, RULE_INVALID_CONFIG
+
+DISRUPTION_POD_REASONS = frozenset(
+    {"Evicted", "Preempting", "NodeLost", "Shutdown", "Terminated", "NodeShutdown"}
+)
+
+
+class Verdict(enum.StrEnum):
+    PERMANENT = "permanent"
+    DISRUPTED = "disrupted"
+    RETRYABLE = "retryable"
+    SUCCEEDED = "succeeded"
+    QUEUED = "queued"
+    UNSCHEDULABLE = "unschedulable"
+    RUNNING = "running"
+    STARTING = "starting"
+
+    @property
+    def ended(self) -> bool:
+        """The attempt is over (its pods are finished or going); the next step is the job's, not the pods'."""
+        return self in (Verdict.PERMANENT, Verdict.DISRUPTED, Verdict.RETRYABLE, Verdict.SUCCEEDED)
+
+
+@dataclasses.dataclass(frozen=True)
+class AttemptOutcome:
+    verdict: Verdict
+    reason: str
+    message: str
+    worker: int | None = None
+    exit_code: int | None = None
+
+
+def _conditions(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((obj.get("status") or {}).get("conditions") or [])
+
+
+def find_condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for condition in _conditions(obj):
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return condition
+    return None
+
+
+def pod_index(pod: dict[str, Any]) -> int | None:
+    metadata = pod.get("metadata") or {}
+    value = (metadata.get("annotations") or {}).get("batch.kubernetes.io/job-completion-index")
+    if value is None:
+        value = (metadata.get("labels") or {}).get("batch.kubernetes.io/job-completion-index")
+    return int(value) if value is not None and str(value).isdigit() else None
+
+
+def trainer_termination(pod: dict[str, Any]) -> dict[str, Any] | None:
+    """The trainer container's `terminated` state (current or last), if it has ended."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") != naming.CONTAINER_NAME:
+            continue
+        for key in ("state", "lastState"):
+            terminated = (status.get(key) or {}).get("terminated")
+            if terminated:
+                return terminated
+    return None
+
+
+def _pod_label(pod: dict[str, Any]) -> str:
+    index = pod_index(pod)
+    name = (pod.get("metadata") or {}).get("name", "?")
+    return f"worker {index} (pod {name})" if index is not None else f"pod {name}"
+
+
+def disruption_of(pod: dict[str, Any]) -> str | None:
+    """Why the pod was disrupted by someone else than its own program (preemption, eviction, node loss)."""
+    status = pod.get("status") or {}
+    target = find_condition(pod, "DisruptionTarget")
+    if target is not None:
+        detail = target.get("message") or target.get("reason") or "DisruptionTarget"
+        return f"{_pod_label(pod)} was disrupted: {detail}"
+    if status.get("reason") in DISRUPTION_POD_REASONS:
+        detail = status.get("message") or status["reason"]
+        return f"{_pod_label(pod)} was stopped by the node: {detail}"
+    return None
+
+
+def _deleted(pod: dict[str, Any]) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _unschedulable_message(pods: Sequence[dict[str, Any]]) -> str | None:
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") != "Pending":
+            continue
+        for condition in _conditions(pod):
+            if (
+                condition.get("type") == "PodScheduled"
+                and condition.get("status") == "False"
+                and condition.get("reason") == "Unschedulable"
+            ):
+                return f"{_pod_label(pod)} cannot be scheduled: {condition.get('message') or 'Unschedulable'}"
+    return None
+
+
+def _failed_exit(pod: dict[str, Any]) -> tuple[int | None, str]:
+    terminated = trainer_termination(pod)
+    if terminated is None:
+        return None, ""
+    message = (terminated.get("message") or "").strip().splitlines()
+    return terminated.get("exitCode"), (message[-1] if message else terminated.get("reason") or "")
+
+
+def classify_attempt(job: dict[str, Any], pods: Sequence[dict[str, Any]], workers: int) -> AttemptOutcome:
+    """The verdict on one attempt from its batch/v1 Job and that Job's pods (see the module table)."""
+    job_deleting = bool((job.get("metadata") or {}).get("deletionTimestamp"))
+    ordered = sorted(pods, key=lambda pod: (pod_index(pod) is None, pod_index(pod) or 0))
+
+    for pod in ordered:
+        code, message = _failed_exit(pod)
+        if code == EXIT_INVALID_CONFIG:
+            return AttemptOutcome(
+                Verdict.PERMANENT,
+                "InvalidConfiguration",
+                message or f"{_pod_label(pod)} exited with code {code} (invalid configuration or data)",
+                worker=pod_index(pod),
+                exit_code=code,
+            )
+    for pod in ordered:
+        disruption = disruption_of(pod)
+        if disruption:
+            return AttemptOutcome(Verdict.DISRUPTED, "Disrupted", disruption, worker=pod_index(pod))
+
+    failed = find_condition(job, "Failed") or find_condition(job, "FailureTarget")
+    if failed is not None and failed.get("reason") == "PodFailurePolicy":
+        text = failed.get("message") or ""
+        if f"rule at index {RULE_INVALID_CONFIG}" in text:
+            return AttemptOutcome(
+                Verdict.PERMANENT, "InvalidConfiguration", text, exit_code=EXIT_INVALID_CONFIG
+            )
+        if f"rule at index {RULE_DISRUPTION}" in text:
+            return AttemptOutcome(Verdict.DISRUPTED, "Disrupted", text)
+
+    # A worker that failed on its own is the root cause; pods deleted afterwards (by the Job controller,
+    # once the Job failed) are consequences. A pod deleted by someone else while the Job was healthy
+    # (kubectl delete, a drain without the eviction API) is a disruption.
+    for pod in ordered:
+        code, message = _failed_exit(pod)
+        phase = (pod.get("status") or {}).get("phase")
+        if _deleted(pod) or not ((code is not None and code != 0) or phase == "Failed"):
+            continue
+        detail = (
+            f"{_pod_label(pod)} exited with code {code}" if code is not None else f"{_pod_label(pod)} failed"
+        )
+        return AttemptOutcome(
+            Verdict.RETRYABLE,
+            "WorkerFailed",
+            f"{detail}: {message}" if message else detail,
+            worker=pod_index(pod),
+            exit_code=code,
+        )
+    if not job_deleting:
+        for pod in ordered:
+            if _deleted(pod) and (pod.get("status") or {}).get("phase") != "Succeeded":
+                return AttemptOutcome(
+                    Verdict.DISRUPTED, "Disrupted", f"{_pod_label(pod)} was deleted", worker=pod_index(pod)
+                )
+    if failed is not None:
+        return AttemptOutcome(
+            Verdict.RETRYABLE, "WorkerFailed", f"Job failed: {failed.get('message') or failed.get('reason')}"
+        )
+    if find_condition(job, "Complete") or find_condition(job, "SuccessCriteriaMet"):
+        return AttemptOutcome(Verdict.SUCCEEDED, "Completed", f"all {workers} workers succeeded")
+    if (job.get("spec") or {}).get("suspend"):
+        suspended = find_condition(job, "Suspended") or {}
+        return AttemptOutcome(
+            Verdict.QUEUED,
+            suspended.get("reason") or "WaitingForAdmission",
+            suspended.get("message") or "the Job is suspended until its queue admits it",
+        )
+    unschedulable = _unschedulable_message(ordered)
+    if unschedulable:
+        return AttemptOutcome(Verdict.UNSCHEDULABLE, "Unschedulable", unschedulable)
+    running = [pod for pod in ordered if (pod.get("status") or {}).get("phase") == "Running"]
+    live_indexes = {
+        pod_index(pod) for pod in running if not (pod.get("metadata") or {}).get("deletionTimestamp")
+    }
+    if len(live_indexes) >= workers:
+        return AttemptOutcome(Verdict.RUNNING, "AllWorkersRunning", f"all {workers} workers are running")
+    return AttemptOutcome(
+        Verdict.STARTING, "WorkersStarting", f"{len(live_indexes)} of {workers} workers are running"
+    )
+
+
+def worker_summary(pods: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per worker pod of the current attempt: index, pod, node, phase, exit code, reason."""
+    summary = []
+    for pod in sorted(pods, key=lambda pod: (pod_index(pod) is None, pod_index(pod) or 0)):
+        status = pod.get("status") or {}
+        entry: dict[str, Any] = {
+            "index": pod_index(pod),
+            "pod": (pod.get("metadata") or {}).get("name"),
+            "phase": status.get("phase") or "Unknown",
+        }
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node:
+            entry["node"] = node
+        terminated = trainer_termination(pod)
+        if terminated:
+            entry["exitCode"] = terminated.get("exitCode")
+            if terminated.get("reason"):
+                entry["reason"] = terminated["reason"]
+        summary.append(entry)
+    return summary

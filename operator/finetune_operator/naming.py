@@ -1,0 +1,71 @@
+"""Names and labels of a FineTuneJob's children (DESIGN.md D3 and §5).
+
+Names are deterministic (job name + attempt number) so that an operator restarted at any point finds
+what it created before and "already exists" means "done", never "duplicate".
+"""
+
+from __future__ import annotations
+
+import re
+
+MANAGED_BY = "finetune-operator"
+APP_NAME = "finetune-trainer"
+
+LABEL_APP_NAME = "app.kubernetes.io/name"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_JOB_NAME = "finetune.dev/job-name"
+LABEL_JOB_UID = "finetune.dev/job-uid"
+LABEL_ATTEMPT = "finetune.dev/attempt"
+LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+
+CONTAINER_NAME = "trainer"
+METRICS_PORT = 9090
+MASTER_PORT = 29500
+
+_ATTEMPT_JOB = re.compile(r"^(?P<job>.+)-a(?P<attempt>[0-9]+)$")
+
+
+def service_name(job_name: str) -> str:
+    """The headless Service: pods resolve as <hostname>.<service>."""
+    return job_name
+
+
+def attempt_job_name(job_name: str, attempt: int) -> str:
+    """The Indexed batch/v1 Job of one attempt: <job>-a<attempt>."""
+    return f"{job_name}-a{attempt}"
+
+
+def pod_hostname(job_name: str, attempt: int, index: int) -> str:
+    """The hostname of worker `index`: the Job controller names it <job-name>-<index>."""
+    return f"{attempt_job_name(job_name, attempt)}-{index}"
+
+
+def master_address(job_name: str, attempt: int) -> str:
+    """Rank 0's stable DNS name inside the namespace: <job>-a<attempt>-0.<service>."""
+    return f"{pod_hostname(job_name, attempt, 0)}.{service_name(job_name)}"
+
+
+def attempt_of(labels: dict[str, str] | None) -> int | None:
+    """The attempt number a child carries in its finetune.dev/attempt label, if any."""
+    value = (labels or {}).get(LABEL_ATTEMPT)
+    if value is None or not value.isdigit():
+        return None
+    return int(value)
+
+
+def child_labels(job_name: str, job_uid: str, attempt: int | None = None) -> dict[str, str]:
+    """The labels every child carries; `attempt` only on per-attempt children (Job and pods)."""
+    labels = {
+        LABEL_APP_NAME: APP_NAME,
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_JOB_NAME: job_name,
+        LABEL_JOB_UID: job_uid,
+    }
+    if attempt is not None:
+        labels[LABEL_ATTEMPT] = str(attempt)
+    return labels
+
+
+def owned_selector(job_uid: str) -> str:
+    """Label selector of everything created for one FineTuneJob (by UID, so a recreated job is new)."""
+    return f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_JOB_UID}={job_uid}"

@@ -1,0 +1,92 @@
+"""Pieces of the FineTuneJob status that are pure functions of other status fields (DESIGN.md D7).
+
+`reconcile.decide` decides what happened; the helpers here turn that into the status shape of
+finetune_api.FineTuneJobStatus: phase for the printer column, restart counters, the Stalled rule,
+timestamps in RFC 3339, and which condition transitions deserve an Event.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from . import conditions as cond
+
+
+def rfc3339(moment: datetime.datetime) -> str:
+    """Kubernetes' time format: UTC, second precision, trailing Z."""
+    return moment.astimezone(datetime.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: Any) -> datetime.datetime | None:
+    """A Kubernetes timestamp (or None); naive values are taken as UTC."""
+    if not value:
+        return None
+    if isinstance(value, datetime.datetime):
+        moment = value
+    else:
+        moment = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def restarts_of(status: dict[str, Any]) -> dict[str, int]:
+    """The restart counters, zero-filled."""
+    restarts = status.get("restarts") or {}
+    return {key: int(restarts.get(key) or 0) for key in ("total", "preemptions", "failures")}
+
+
+def phase_of(conditions: list[dict[str, Any]]) -> str:
+    """One word for `kubectl get`; decisions are made on conditions, never on this."""
+    for kind, phase in (
+        (cond.FAILED, "Failed"),
+        (cond.SUCCEEDED, "Succeeded"),
+        (cond.SUSPENDED, "Suspended"),
+        (cond.RESTARTING, "Restarting"),
+        (cond.RUNNING, "Running"),
+    ):
+        if cond.is_true(conditions, kind):
+            return phase
+    return "Pending"
+
+
+def stalled_condition(
+    running: bool,
+    step: int | None,
+    step_changed_at: datetime.datetime | None,
+    now: datetime.datetime,
+    stall_after_seconds: float,
+) -> cond.Desired | None:
+    """Stalled=True when a running job's training step has not advanced for `stall_after_seconds`.
+
+    None (leave the condition alone) when there is no progress data to judge by: progress comes
+    from the trainer's metrics (issue 6) and may be missing.
+    """
+    if not running:
+        return cond.Desired(cond.STALLED, "False", "NotRunning", "the workers are not running")
+    if step is None or step_changed_at is None:
+        return None
+    idle = (now - step_changed_at).total_seconds()
+    if idle >= stall_after_seconds:
+        return cond.Desired(
+            cond.STALLED,
+            "True",
+            "NoProgress",
+            f"training step {step} has not advanced for {int(idle)}s "
+            f"(threshold {int(stall_after_seconds)}s); check the workers' logs (kubectl logs) "
+            "for a hang or a slow checkpoint upload",
+        )
+    return cond.Desired(cond.STALLED, "False", "Progressing", f"training step {step} is advancing")
+
+
+def stall_check_due(
+    step_changed_at: datetime.datetime | None, now: datetime.datetime, stall_after_seconds: float
+) -> float | None:
+    """Seconds until the Stalled rule could next flip, so the operator re-checks then."""
+    if step_changed_at is None:
+        return None
+    return max(0.0, stall_after_seconds - (now - step_changed_at).total_seconds())
+
+
+def event_worthy(transition: cond.Transition) -> bool:
+    """Events for conditions becoming True or leaving True; a condition first appearing False is quiet."""
+    return transition.new_status == "True" or transition.old_status == "True"
