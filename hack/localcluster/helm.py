@@ -53,12 +53,21 @@ def helm_ldflags(version: str = HELM_VERSION, kubernetes_minor: str = HELM_KUBER
 
 def install_argv(version: str = HELM_VERSION) -> list[str]:
     """The `go install` command line (GOBIN is set in the environment)."""
-    return ["go", "install", "-trimpath", "-ldflags", helm_ldflags(version), f"{HELM_MODULE}/cmd/helm@{version}"]
+    return [
+        "go",
+        "install",
+        "-trimpath",
+        "-ldflags",
+        helm_ldflags(version),
+        f"{HELM_MODULE}/cmd/helm@{version}",
+    ]
 
 
 def _reports_version(binary: Path, version: str) -> bool:
     try:
-        result = subprocess.run([str(binary), "version", "--short"], capture_output=True, text=True, timeout=30)
+        result = subprocess.run(
+            [str(binary), "version", "--short"], capture_output=True, text=True, timeout=30
+        )
     except OSError:
         return False
     return result.stdout.strip().startswith(version)
@@ -89,7 +98,9 @@ def ensure_helm(config: ClusterConfig | None = None, version: str = HELM_VERSION
             f"proxy is reachable (go env GOPROXY):\n{result.stderr[-3000:]}"
         )
     if not _reports_version(binary, version):
-        raise RuntimeError(f"{binary} was built but does not report version {version}; delete {out_dir} and retry")
+        raise RuntimeError(
+            f"{binary} was built but does not report version {version}; delete {out_dir} and retry"
+        )
     log.info("built helm %s in %.0fs", version, time.monotonic() - started)
     return binary
 
