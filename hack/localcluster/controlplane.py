@@ -1,0 +1,133 @@
+"""The control plane's processes: etcd, kube-apiserver, kube-controller-manager, kube-scheduler.
+
+Why these flags (each one is a decision, so they live together here as pure argv builders):
+
+- Everything listens on 127.0.0.1 only (D9); the API server advertises 127.0.0.1.
+- The Service range is inside 127.0.0.0/8 (see ``config.SERVICE_CIDR``). Nothing routes Service
+  IPs here (there is no kube-proxy), so nothing dials them; Services exist for DNS names and
+  selectors, and the process node resolves pod DNS names itself.
+- ``--endpoint-reconciler-type=none``: Endpoints may not hold loopback addresses, so the
+  ``kubernetes`` Service's endpoints are not maintained. In-cluster clients use a kubeconfig.
+- Authorization ``Node,RBAC`` and admission ``NodeRestriction,ExtendedResourceToleration`` (the
+  latter lets pods that request ``nvidia.com/gpu`` tolerate the GPU nodes' taint, as on GKE).
+- Service-account tokens: the API server signs with ``sa.key``, the controller manager's token
+  controller gets the same key and the CA (``--root-ca-file``) to publish ``kube-root-ca.crt``.
+- No leader election (one replica each, faster start); etcd without fsync (test data only).
+- Controller manager and scheduler get higher client QPS so benchmarks with thousands of pods are
+  limited by the controllers, not by client-side throttling.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from localcluster.config import SERVICE_CIDR, ClusterConfig
+from localcluster.processes import DaemonSpec
+
+
+def first_service_ip(cidr: str = SERVICE_CIDR) -> str:
+    """The ClusterIP of the ``kubernetes`` Service: the first address of the range."""
+    network = cidr.split("/")[0]
+    octets = network.split(".")
+    octets[3] = str(int(octets[3]) + 1)
+    return ".".join(octets)
+
+
+def etcd_spec(config: ClusterConfig) -> DaemonSpec:
+    client = f"http://127.0.0.1:{config.ports.etcd_client}"
+    peer = f"http://127.0.0.1:{config.ports.etcd_peer}"
+    return DaemonSpec(
+        name="etcd",
+        argv=(
+            str(config.etcd_bin_dir / "etcd"),
+            "--name=local",
+            f"--data-dir={config.etcd_data_dir}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=local={peer}",
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ),
+    )
+
+
+def apiserver_spec(config: ClusterConfig) -> DaemonSpec:
+    pki = config.pki_dir
+    return DaemonSpec(
+        name="kube-apiserver",
+        argv=(
+            str(config.kubernetes_bin_dir / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{config.ports.etcd_client}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={config.ports.apiserver}",
+            f"--cert-dir={pki / 'apiserver-generated'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction,ExtendedResourceToleration",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--endpoint-reconciler-type=none",
+            f"--service-account-issuer={config.apiserver_url}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--allow-privileged=true",
+            "--profiling=false",
+            "--event-ttl=1h",
+            "--v=1",
+        ),
+    )
+
+
+def component_kubeconfig(config: ClusterConfig, component: str) -> Path:
+    return config.pki_dir / f"{component}.kubeconfig"
+
+
+def controller_manager_spec(config: ClusterConfig) -> DaemonSpec:
+    pki = config.pki_dir
+    kubeconfig = component_kubeconfig(config, "controller-manager")
+    return DaemonSpec(
+        name="kube-controller-manager",
+        argv=(
+            str(config.kubernetes_bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={config.ports.controller_manager}",
+            f"--cert-dir={pki / 'controller-manager-generated'}",
+            "--leader-elect=false",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+            f"--cluster-signing-key-file={pki / 'ca.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
+            "--v=1",
+        ),
+    )
+
+
+def scheduler_spec(config: ClusterConfig) -> DaemonSpec:
+    kubeconfig = component_kubeconfig(config, "scheduler")
+    return DaemonSpec(
+        name="kube-scheduler",
+        argv=(
+            str(config.kubernetes_bin_dir / "kube-scheduler"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={config.ports.scheduler}",
+            f"--cert-dir={config.pki_dir / 'scheduler-generated'}",
+            "--leader-elect=false",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
+            "--v=1",
+        ),
+    )
