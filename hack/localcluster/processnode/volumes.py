@@ -1,0 +1,94 @@
+"""Pod volumes as directories of the pod, and a container's mounts of them.
+
+Why: inside its private mount namespace a container process sees each volume at its
+mountPath through a bind mount (see ``launcher``), so code that writes to ``/data`` or reads
+``/etc/config/x`` works unchanged. Supported: emptyDir (a per-pod directory that lives as long
+as the pod), hostPath (the host directory itself), configMap and secret (files written once
+at container start). Other volume types (projected service-account tokens, downwardAPI, PVCs)
+are skipped with a log line; a pod on the process node does not need API credentials (D6).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from localcluster.processnode.envvars import EnvConfigError, Lookup, object_data
+from localcluster.processnode.launcher import DEFAULT_TERMINATION_PATH, Mount
+
+log = logging.getLogger(__name__)
+
+
+def projected_files(volume: Mapping[str, Any], lookup: Lookup, namespace: str) -> dict[str, str] | None:
+    """relative path -> content for configMap/secret volumes; None for other types."""
+    for kind, field, name_key in (("ConfigMap", "configMap", "name"), ("Secret", "secret", "secretName")):
+        source = volume.get(field)
+        if source is None:
+            continue
+        name = source.get(name_key, "")
+        obj = lookup(kind, name)
+        if obj is None:
+            if source.get("optional"):
+                return {}
+            raise EnvConfigError(
+                f'volume {volume["name"]}: {kind.lower()} "{name}" not found in namespace {namespace}'
+            )
+        data = object_data(kind, obj)
+        items = source.get("items")
+        if not items:
+            return dict(data)
+        files = {}
+        for item in items:
+            if item["key"] not in data:
+                if source.get("optional"):
+                    continue
+                raise EnvConfigError(
+                    f"volume {volume['name']}: couldn't find key {item['key']} in {kind} {namespace}/{name}"
+                )
+            files[item["path"]] = data[item["key"]]
+        return files
+    return None
+
+
+def prepare_volume(volume: Mapping[str, Any], directory: Path, lookup: Lookup, namespace: str) -> str | None:
+    """Make the volume's directory ready; returns its host path, or None when unsupported."""
+    if "hostPath" in volume:
+        return volume["hostPath"]["path"]
+    if "emptyDir" in volume:
+        directory.mkdir(parents=True, exist_ok=True)
+        return str(directory)
+    files = projected_files(volume, lookup, namespace)
+    if files is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    for relative, content in files.items():
+        target = directory / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+    return str(directory)
+
+
+def container_mounts(
+    container: Mapping[str, Any],
+    volume_paths: Mapping[str, str | None],
+    termination_file: Path,
+) -> list[Mount]:
+    """Bind mounts for one container: its volumeMounts (with subPath) and its termination file."""
+    mounts = []
+    for volume_mount in container.get("volumeMounts") or []:
+        source = volume_paths.get(volume_mount["name"])
+        if source is None:
+            log.info("volume %s is not supported by the process node; not mounted", volume_mount["name"])
+            continue
+        sub_path = volume_mount.get("subPath")
+        if sub_path:
+            source = os.path.join(source, sub_path)
+            if not os.path.exists(source):
+                os.makedirs(source, exist_ok=True)
+        mounts.append(Mount(source=source, target=volume_mount["mountPath"], is_file=os.path.isfile(source)))
+    target = container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH
+    mounts.append(Mount(source=str(termination_file), target=target, is_file=True))
+    return mounts
