@@ -1,0 +1,44 @@
+"""`python -m finetune_operator` / `finetune-operator`: run the operator until SIGINT or SIGTERM.
+
+Peering is on by default (DESIGN.md D8: one active replica; a second replica waits), `--standalone`
+is for development. See docs/operator.md for every flag and environment variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import kopf
+
+from .logs import configure_logging
+from .metrics import OperatorMetrics
+from .settings import parse_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = parse_settings(argv)
+    except ValueError as error:
+        print(f"finetune-operator: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    from . import handlers  # noqa: F401  (registers the Kopf handlers)
+
+    memo = kopf.Memo(operator_settings=settings, metrics=OperatorMetrics())
+    asyncio.run(
+        kopf.operator(
+            clusterwide=settings.all_namespaces,
+            namespaces=list(settings.namespaces),
+            standalone=settings.standalone or None,
+            peering_name=None if settings.standalone else settings.peering_name,
+            liveness_endpoint=settings.liveness_endpoint or None,
+            memo=memo,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

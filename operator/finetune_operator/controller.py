@@ -1,0 +1,219 @@
+"""One reconcile pass per key, and the workers that run passes: observe, decide, write status, act, tell.
+
+Order within a pass (DESIGN.md D7, D8):
+1. read the FineTuneJob and what exists for it (Service, attempt Jobs, pods), all fresh from the API;
+2. `reconcile.decide` (pure);
+3. write the status once, guarded by the FineTuneJob's resourceVersion: a concurrent change (409)
+   aborts the pass before anything is acted on, and the key is retried; this write is what makes
+   restart accounting exactly-once (see reconcile's docstring);
+4. carry out the actions (idempotent);
+5. post the Events, only after the status write succeeded;
+6. schedule the next pass (the decision's requeue, capped by the resync period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import conditions as cond
+from . import naming
+from .jobview import InvalidSpecError, JobView
+from .kube import Conflict, Kube
+from .metrics import OperatorMetrics
+from .reconcile import (
+    CreateJob,
+    CreateService,
+    Decision,
+    DeleteFineTuneJob,
+    DeleteJob,
+    Observed,
+    decide,
+    invalid_spec_status,
+)
+from .settings import Settings
+from .workqueue import WorkQueue
+
+logger = logging.getLogger("finetune_operator")
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def group_by_attempt(objects: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    grouped: dict[int, list[dict[str, Any]]] = {}
+    for obj in objects:
+        attempt = naming.attempt_of((obj.get("metadata") or {}).get("labels"))
+        if attempt is not None:
+            grouped.setdefault(attempt, []).append(obj)
+    return grouped
+
+
+class Controller:
+    def __init__(
+        self,
+        settings: Settings,
+        kube: Kube,
+        metrics: OperatorMetrics,
+        clock: Callable[[], datetime.datetime] = utcnow,
+    ):
+        self.settings = settings
+        self.kube = kube
+        self.metrics = metrics
+        self.clock = clock
+        self.queue = WorkQueue()
+        self._failures: dict[Key, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        for number in range(self.settings.workers):
+            self._tasks.append(asyncio.create_task(self._worker(), name=f"reconcile-worker-{number}"))
+
+    async def stop(self) -> None:
+        self.queue.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def enqueue(self, key: Key) -> None:
+        self.queue.add(key)
+
+    def forget(self, key: Key) -> None:
+        self.queue.forget(key)
+        self.metrics.forget_job(key)
+        self._failures.pop(key, None)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                delay = await self._timed_pass(key)
+            finally:
+                self.queue.done(key)
+            if delay is not None:
+                self.queue.add_after(key, delay)
+
+    async def _timed_pass(self, key: Key) -> float | None:
+        started = time.perf_counter()
+        try:
+            delay = await self.reconcile(key)
+        except Conflict:
+            self.metrics.reconcile_total.labels(result="conflict").inc()
+            return 0.0
+        except Exception:
+            failures = self._failures.get(key, 0) + 1
+            self._failures[key] = failures
+            self.metrics.reconcile_total.labels(result="error").inc()
+            logger.exception(
+                "reconcile failed; retrying", extra={"namespace": key[0], "job": key[1], "result": "error"}
+            )
+            return min(60.0, 0.5 * 2 ** min(failures, 7))
+        finally:
+            self.metrics.reconcile_duration.observe(time.perf_counter() - started)
+        self._failures.pop(key, None)
+        self.metrics.reconcile_total.labels(result="ok").inc()
+        return delay
+
+    # --- one pass --------------------------------------------------------------------------------
+    async def reconcile(self, key: Key) -> float | None:
+        """One pass for `key`; returns seconds until the next pass, or None when the job is gone."""
+        namespace, name = key
+        body = await self.kube.get_finetunejob(namespace, name)
+        if body is None:
+            self.forget(key)
+            return None
+        now = self.clock()
+        metadata = body["metadata"]
+        if metadata.get("deletionTimestamp"):
+            return None  # garbage collection removes the children through their owner references
+        try:
+            job = JobView.from_body(body)
+        except InvalidSpecError as error:
+            status, events = invalid_spec_status(
+                body.get("status") or {}, int(metadata.get("generation") or 0), str(error), now
+            )
+            await self._write_status(body, status)
+            await self._post_events(
+                body, [(event.type, event.reason, event.message) for event in events], now
+            )
+            return self.settings.resync_seconds
+
+        observed = await self.observe(job)
+        decision = decide(job, observed, now, self.settings)
+        await self._write_status(body, decision.status)
+        await self._act(job, decision)
+        await self._post_events(
+            body, [(event.type, event.reason, event.message) for event in decision.events], now
+        )
+        self._count(key, decision)
+        if decision.restart_kind or decision.actions:
+            logger.info(
+                "reconciled: %s",
+                ", ".join(type(action).__name__ for action in decision.actions)
+                or decision.status.get("phase"),
+                extra={"namespace": namespace, "job": name, "attempt": decision.status.get("attempt")},
+            )
+        if any(isinstance(action, DeleteFineTuneJob) for action in decision.actions):
+            return None
+        if decision.requeue_after is None:
+            return self.settings.resync_seconds
+        return min(self.settings.resync_seconds, decision.requeue_after + 0.05)
+
+    async def observe(self, job: JobView) -> Observed:
+        jobs, pods, service = await asyncio.gather(
+            self.kube.list_jobs(job.namespace, job.uid),
+            self.kube.list_pods(job.namespace, job.uid),
+            self.kube.service_exists(job.namespace, naming.service_name(job.name)),
+        )
+        jobs_by_attempt = {attempt: objs[0] for attempt, objs in group_by_attempt(jobs).items()}
+        return Observed(service_exists=service, jobs=jobs_by_attempt, pods=group_by_attempt(pods))
+
+    async def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
+        if status == (body.get("status") or {}):
+            return
+        metadata = body["metadata"]
+        await self.kube.patch_finetunejob_status(
+            metadata["namespace"], metadata["name"], status, metadata.get("resourceVersion")
+        )
+
+    async def _act(self, job: JobView, decision: Decision) -> None:
+        for action in decision.actions:
+            extra = {"namespace": job.namespace, "job": job.name, "action": type(action).__name__}
+            if isinstance(action, CreateService):
+                await self.kube.create_service(action.manifest)
+            elif isinstance(action, CreateJob):
+                created = await self.kube.create_job(action.manifest)
+                logger.info(
+                    "attempt %d Job %s", action.attempt, "created" if created else "exists", extra=extra
+                )
+            elif isinstance(action, DeleteJob):
+                await self.kube.delete_job(job.namespace, action.name)
+                logger.info("deleting Job %s: %s", action.name, action.why, extra=extra)
+            elif isinstance(action, DeleteFineTuneJob):
+                await self.kube.delete_finetunejob(job.namespace, job.name, job.uid)
+                logger.info("deleting the FineTuneJob: %s", action.why, extra=extra)
+
+    async def _post_events(
+        self, body: dict[str, Any], events: list[tuple[str, str, str]], now: datetime.datetime
+    ) -> None:
+        for event_type, reason, message in events:
+            await self.kube.post_event(body, event_type, reason, message, now)
+
+    def _count(self, key: Key, decision: Decision) -> None:
+        if decision.restart_kind:
+            self.metrics.restarts_total.labels(kind=decision.restart_kind).inc()
+        if decision.completion:
+            self.metrics.completions_total.labels(outcome=decision.completion).inc()
+        conditions = decision.status.get("conditions") or []
+        self.metrics.set_job_conditions(
+            key, [kind for kind in cond.ALL_TYPES if cond.is_true(conditions, kind)]
+        )
