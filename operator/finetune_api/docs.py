@@ -87,7 +87,10 @@ def _rows(node: dict[str, Any], path: str, required: bool) -> list[str]:
 
 
 def _section(title: str, node: dict[str, Any], root: str) -> list[str]:
-    lines = [f"## {title}", "", "| field | type | default | meaning |", "|---|---|---|---|"]
+    lines = [f"## `{title}`", ""]
+    if node.get("description"):
+        lines += [node["description"], ""]
+    lines += ["| field | type | default | meaning |", "|---|---|---|---|"]
     for name, child in node["properties"].items():
         lines += _rows(child, f"{root}.{name}", name in node.get("required", []))
     return [*lines, ""]
