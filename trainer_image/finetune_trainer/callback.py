@@ -1,0 +1,163 @@
+"""The bridge from HF Trainer events to checkpoints, metrics, logs and the coordinated stop.
+
+At every optimizer-step boundary all ranks all-reduce two flags — "SIGTERM seen" and "a timed
+checkpoint is due" — so that every rank takes the same decision at the same step (a rank-local
+clock or signal would otherwise make one rank save or stop alone and deadlock the others). A save
+is requested through ``control.should_save``, so HF writes the complete resumable state (weights,
+optimizer, scheduler, RNG, data position); ``on_save`` then hands the directory to the checkpoint
+manager for the background upload and commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from . import logs as json_logs
+from .checkpoints import CheckpointManager
+from .distributed import Control, StopFlag, WorldInfo
+from .evaluation import perplexity
+from .manifest import checkpoint_dir_name
+from .metrics_server import TrainerMetrics
+from .settings import CheckpointSettings
+
+log = logging.getLogger(__name__)
+
+
+def save_due(step: int, every_steps: int | None) -> bool:
+    return bool(every_steps) and step > 0 and step % int(every_steps) == 0
+
+
+class TrainerBridge(TrainerCallback):
+    """Checkpoint schedule, SIGTERM agreement, Prometheus updates and JSON log lines."""
+
+    def __init__(
+        self,
+        world: WorldInfo,
+        control: Control,
+        stop: StopFlag,
+        checkpoint: CheckpointSettings,
+        manager: CheckpointManager | None,
+        metrics: TrainerMetrics | None,
+        total_batch_size: int,
+        task: str,
+    ) -> None:
+        self.world = world
+        self.collective = control
+        self.stop = stop
+        self.checkpoint = checkpoint
+        self.manager = manager
+        self.metrics = metrics
+        self.total_batch_size = total_batch_size
+        self.task = task
+        self.stopped_at: int | None = None
+        self._last_save = time.monotonic()
+        self._save_requested = 0.0
+        self._last_log_time = time.monotonic()
+        self._last_log_step = 0
+        self._last_tokens = 0
+
+    # -------------------------------------------------------------- step boundary
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any):
+        self._last_save = time.monotonic()
+        self._last_log_time = time.monotonic()
+        self._last_log_step = state.global_step
+        self._last_tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+        if self.metrics is not None:
+            self.metrics.total_steps.set(state.max_steps)
+            self.metrics.step.set(state.global_step)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any):
+        step = state.global_step
+        json_logs.set_context(step=step)
+        every_seconds = self.checkpoint.every_seconds
+        timed = bool(every_seconds) and time.monotonic() - self._last_save >= float(every_seconds or 0)
+        stop, timed = self.collective.any_flags(self.stop.requested, timed)
+        can_save = self.manager is not None
+        if stop:
+            self.stopped_at = step
+            control.should_training_stop = True
+            control.should_save = can_save
+            log.warning(
+                "stop requested; saving a checkpoint at this step on every rank and stopping",
+                extra={"fields": {"signal": self.stop.signal_name or "peer rank"}},
+            )
+        elif can_save and (timed or save_due(step, self.checkpoint.every_steps)):
+            control.should_save = True
+        if control.should_save:
+            self._save_requested = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.step.set(step)
+            self.metrics.epoch.set(state.epoch or 0.0)
+        return control
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any):
+        if self.manager is None:
+            return control
+        if self.metrics is not None:
+            self.metrics.checkpoint_save_duration.set(time.monotonic() - self._save_requested)
+        # Every rank has finished writing its files before anyone uploads.
+        self.collective.barrier()
+        local_dir = os.path.join(args.output_dir, checkpoint_dir_name(state.global_step))
+        self.manager.submit(local_dir, state.global_step, float(state.epoch or 0.0))
+        self._last_save = time.monotonic()
+        return control
+
+    # -------------------------------------------------------------- reporting
+
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **_: Any
+    ):
+        if not self.world.is_main or not logs:
+            return control
+        now = time.monotonic()
+        fields: dict[str, Any] = {k: v for k, v in logs.items() if isinstance(v, int | float)}
+        steps = state.global_step - self._last_log_step
+        elapsed = now - self._last_log_time
+        if "loss" in logs and steps > 0 and elapsed > 0:
+            fields["samples_per_second"] = steps * self.total_batch_size / elapsed
+            tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+            fields["tokens_per_second"] = (tokens - self._last_tokens) / elapsed
+            self._last_log_time, self._last_log_step, self._last_tokens = now, state.global_step, tokens
+        kind = "eval" if any(k.startswith("eval_") for k in logs) else "train"
+        json_logs.event(log, f"{kind} log", **{"epoch": state.epoch, **fields, "step": state.global_step})
+        if self.metrics is not None:
+            self._update_metrics(fields, state)
+        return control
+
+    def on_evaluate(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics=None, **_: Any
+    ):
+        if metrics is not None and self.task == "causal-lm" and "eval_loss" in metrics:
+            metrics["eval_perplexity"] = perplexity(float(metrics["eval_loss"]))
+        if self.world.is_main and metrics and self.metrics is not None:
+            self._update_metrics(metrics, state)
+        return control
+
+    def _update_metrics(self, values: dict[str, Any], state: TrainerState) -> None:
+        m = self.metrics
+        assert m is not None
+        if "loss" in values:
+            m.train_loss.set(float(values["loss"]))
+        if "learning_rate" in values:
+            m.learning_rate.set(float(values["learning_rate"]))
+        if "samples_per_second" in values:
+            m.samples_per_second.set(float(values["samples_per_second"]))
+        if "tokens_per_second" in values:
+            m.tokens_per_second.set(float(values["tokens_per_second"]))
+        for key, value in values.items():
+            if not key.startswith("eval_") or not isinstance(value, int | float) or math.isnan(float(value)):
+                continue
+            name = key[len("eval_") :]
+            if name == "loss":
+                m.eval_loss.set(float(value))
+            elif name not in ("runtime", "samples_per_second", "steps_per_second", "epoch"):
+                m.eval_metric.labels(metric=name).set(float(value))
+        if state.best_metric is not None:
+            m.best_metric.set(float(state.best_metric))

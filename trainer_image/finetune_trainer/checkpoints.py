@@ -1,0 +1,306 @@
+"""The checkpoint manager of D5: background upload, manifest last, retention, verified resume.
+
+HF Trainer writes ``checkpoint-<step>/`` into the local work directory (model, optimizer, scheduler,
+RNG states, trainer state). The manager then, in a background thread (at most one upload in
+flight; a new save waits for the previous upload), copies it to ``<checkpoint.uri>/checkpoint-<step>/``:
+
+- every rank uploads the files it wrote itself (rank 0 everything except other ranks' RNG
+  states; rank r only ``rng_state_<r>.pth``) and then a small ``_rank-<r>.json`` with their sizes
+  and digests;
+- rank 0 waits for all parts, merges them and writes ``manifest.json`` **last**: only now does the
+  checkpoint exist; then it deletes committed checkpoints beyond ``keep`` and stale partial ones.
+
+Resume looks for the newest checkpoint whose manifest parses, whose files have the listed sizes
+and — after download — the listed sha256; others are skipped with a logged reason. The local copy
+is handed to ``trainer.train(resume_from_checkpoint=<path>)`` explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import storage
+from .distributed import WorldInfo
+from .manifest import (
+    MANIFEST_NAME,
+    RANK_PART_PREFIX,
+    FileEntry,
+    Manifest,
+    ManifestError,
+    checkpoint_dir_name,
+    merge_rank_parts,
+    parse_manifest,
+    stale_partial_steps,
+    step_of_dir,
+    steps_to_delete,
+    verify_digests,
+    verify_sizes,
+)
+
+log = logging.getLogger(__name__)
+
+PART_WAIT_SECONDS = float(os.environ.get("FINETUNE_CHECKPOINT_PART_WAIT_SECONDS", "900"))
+_RNG_FILE_PREFIX = "rng_state_"
+
+
+def files_owned_by_rank(relpaths: list[str], rank: int, world_size: int) -> list[str]:
+    """Which files of a local HF checkpoint a rank uploads (pure; see the module docstring)."""
+    if world_size == 1:
+        return list(relpaths)
+
+    def rng_rank(path: str) -> int | None:
+        name = path.rsplit("/", 1)[-1]
+        if name.startswith(_RNG_FILE_PREFIX) and name.endswith(".pth"):
+            digits = name[len(_RNG_FILE_PREFIX) : -len(".pth")]
+            return int(digits) if digits.isdigit() else None
+        return None
+
+    if rank == 0:
+        return [p for p in relpaths if rng_rank(p) in (None, 0)]
+    return [p for p in relpaths if rng_rank(p) == rank]
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    step: int
+    uri: str
+    timestamp: float
+    bytes: int
+    upload_seconds: float
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    step: int
+    local_path: str
+    manifest: Manifest
+    uri: str
+
+
+class CheckpointManager:
+    """Uploads and commits checkpoints; finds and fetches the newest verified one."""
+
+    def __init__(
+        self,
+        uri: str,
+        keep: int,
+        world: WorldInfo,
+        config_hash: str,
+        versions: Mapping[str, str],
+        job: str,
+        on_commit: Callable[[CommitRecord], None] | None = None,
+        on_upload: Callable[[float, int], None] | None = None,
+    ) -> None:
+        self.uri = uri.rstrip("/")
+        self.keep = keep
+        self.world = world
+        self.config_hash = config_hash
+        self.versions = dict(versions)
+        self.job = job
+        self.on_commit = on_commit
+        self.on_upload = on_upload
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.last_commit: CommitRecord | None = None
+        kill_step = os.environ.get("FINETUNE_TEST_KILL_AFTER_COMMIT_STEP")
+        self._test_kill_step = int(kill_step) if kill_step else None
+
+    # ------------------------------------------------------------------ saving
+
+    def submit(self, local_dir: str | Path, step: int, epoch: float) -> None:
+        """Start uploading a freshly written local checkpoint (waits for the previous upload)."""
+        waited = time.monotonic()
+        self.wait()
+        if time.monotonic() - waited > 0.5:
+            log.info(
+                "previous checkpoint upload was still running; waited for it",
+                extra={"fields": {"waited_seconds": round(time.monotonic() - waited, 3)}},
+            )
+        self._thread = threading.Thread(
+            target=self._upload_guarded,
+            args=(Path(local_dir), step, epoch),
+            name=f"ckpt-upload-{step}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the upload in flight (if any) is done; re-raise its error."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(f"checkpoint upload did not finish within {timeout} seconds")
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"checkpoint upload to {self.uri} failed: {error}") from error
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _upload_guarded(self, local_dir: Path, step: int, epoch: float) -> None:
+        try:
+            self._upload(local_dir, step, epoch)
+        except BaseException as exc:  # surfaced by wait() on the training thread
+            log.exception("checkpoint upload failed", extra={"fields": {"checkpoint_step": step}})
+            self._error = exc
+
+    def _upload(self, local_dir: Path, step: int, epoch: float) -> None:
+        started = time.monotonic()
+        remote = storage.join(self.uri, checkpoint_dir_name(step))
+        relpaths = [rel for rel, _ in storage.walk_files(local_dir)]
+        mine = files_owned_by_rank(relpaths, self.world.rank, self.world.world_size)
+        entries: list[FileEntry] = []
+        total = 0
+        for rel in mine:
+            path = local_dir / rel
+            entries.append(FileEntry(rel, path.stat().st_size, storage.sha256_file(path)))
+            total += storage.upload_file(path, storage.join(remote, rel))
+        part = [{"path": e.path, "size": e.size, "sha256": e.sha256} for e in entries]
+        storage.write_text(
+            storage.join(remote, f"{RANK_PART_PREFIX}{self.world.rank}.json"), json.dumps(part)
+        )
+        upload_seconds = time.monotonic() - started
+        if self.on_upload is not None:
+            self.on_upload(upload_seconds, total)
+        if not self.world.is_main:
+            return
+        parts = [entries] + [self._wait_for_part(remote, r) for r in range(1, self.world.world_size)]
+        manifest = Manifest(
+            step=step,
+            epoch=epoch,
+            world_size=self.world.world_size,
+            config_hash=self.config_hash,
+            files=merge_rank_parts(parts),
+            versions=self.versions,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            job=self.job,
+        )
+        storage.write_text(storage.join(remote, MANIFEST_NAME), manifest.to_json())  # the commit
+        record = CommitRecord(step, remote, time.time(), manifest.total_bytes, time.monotonic() - started)
+        self.last_commit = record
+        log.info(
+            "checkpoint committed",
+            extra={
+                "fields": {
+                    "checkpoint_step": step,
+                    "uri": remote,
+                    "bytes": record.bytes,
+                    "seconds": round(record.upload_seconds, 3),
+                }
+            },
+        )
+        if self.on_commit is not None:
+            self.on_commit(record)
+        if self._test_kill_step is not None and step == self._test_kill_step:
+            log.warning("test hook: SIGKILL after commit", extra={"fields": {"checkpoint_step": step}})
+            os.kill(os.getpid(), signal.SIGKILL)
+        self._apply_retention()
+        shutil.rmtree(local_dir, ignore_errors=True)
+
+    def _wait_for_part(self, remote: str, rank: int) -> list[FileEntry]:
+        part_uri = storage.join(remote, f"{RANK_PART_PREFIX}{rank}.json")
+        deadline = time.monotonic() + PART_WAIT_SECONDS
+        while True:
+            if storage.exists(part_uri):
+                body = json.loads(storage.read_text(part_uri))
+                return [FileEntry(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in body]
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"rank {rank} did not upload its part of {remote} within {PART_WAIT_SECONDS}s"
+                )
+            time.sleep(0.1)
+
+    def _apply_retention(self) -> None:
+        all_steps, committed = self._scan()
+        for step in steps_to_delete(committed, self.keep) + stale_partial_steps(all_steps, committed):
+            target = storage.join(self.uri, checkpoint_dir_name(step))
+            log.info("deleting old checkpoint", extra={"fields": {"checkpoint_step": step, "uri": target}})
+            # Manifest first: a half-deleted checkpoint must not look committed.
+            manifest_uri = storage.join(target, MANIFEST_NAME)
+            if storage.exists(manifest_uri):
+                storage.remove_tree(manifest_uri)
+            storage.remove_tree(target)
+
+    def _scan(self) -> tuple[list[int], list[int]]:
+        entries = storage.list_entries(self.uri)
+        steps = sorted(s for name in entries if (s := step_of_dir(name)) is not None)
+        committed = [
+            s for s in steps if storage.exists(storage.join(self.uri, checkpoint_dir_name(s), MANIFEST_NAME))
+        ]
+        return steps, committed
+
+    # ------------------------------------------------------------------ resuming
+
+    def candidates(self) -> list[tuple[int, Manifest | None, str]]:
+        """Every checkpoint directory, newest first: (step, manifest or None, reason it is unusable)."""
+        out: list[tuple[int, Manifest | None, str]] = []
+        steps, _ = self._scan()
+        for step in sorted(steps, reverse=True):
+            remote = storage.join(self.uri, checkpoint_dir_name(step))
+            manifest_uri = storage.join(remote, MANIFEST_NAME)
+            if not storage.exists(manifest_uri):
+                out.append((step, None, "no manifest (upload never committed)"))
+                continue
+            try:
+                manifest = parse_manifest(storage.read_text(manifest_uri), expected_step=step)
+                verify_sizes(manifest, storage.file_sizes(remote))
+            except ManifestError as exc:
+                out.append((step, None, str(exc)))
+                continue
+            out.append((step, manifest, ""))
+        return out
+
+    def newest_verified_step(self) -> int | None:
+        """The newest step whose manifest parses and whose remote files have the listed sizes."""
+        for step, manifest, reason in self.candidates():
+            if manifest is not None:
+                return step
+            log.warning("skipping checkpoint", extra={"fields": {"checkpoint_step": step, "reason": reason}})
+        return None
+
+    def fetch(self, step: int, local_root: str | Path) -> ResumePoint:
+        """Download checkpoint-<step> into ``local_root`` and verify every digest."""
+        remote = storage.join(self.uri, checkpoint_dir_name(step))
+        manifest = parse_manifest(storage.read_text(storage.join(remote, MANIFEST_NAME)), expected_step=step)
+        local_dir = Path(local_root) / checkpoint_dir_name(step)
+        shutil.rmtree(local_dir, ignore_errors=True)
+        digests: dict[str, str] = {}
+        for entry in manifest.files:
+            target = local_dir / entry.path
+            storage.download_file(storage.join(remote, entry.path), target)
+            digests[entry.path] = storage.sha256_file(target)
+        verify_digests(manifest, digests)
+        return ResumePoint(step=step, local_path=str(local_dir), manifest=manifest, uri=remote)
+
+    def describe(self, step: int, local_root: str | Path) -> ResumePoint:
+        """The resume point of a checkpoint another local rank has already downloaded."""
+        remote = storage.join(self.uri, checkpoint_dir_name(step))
+        manifest = parse_manifest(storage.read_text(storage.join(remote, MANIFEST_NAME)), expected_step=step)
+        return ResumePoint(step, str(Path(local_root) / checkpoint_dir_name(step)), manifest, remote)
+
+    def fetch_newest(self, local_root: str | Path) -> ResumePoint | None:
+        """Newest checkpoint that verifies completely (sizes and digests), downloaded; else None."""
+        for step, manifest, reason in self.candidates():
+            if manifest is None:
+                log.warning(
+                    "skipping checkpoint", extra={"fields": {"checkpoint_step": step, "reason": reason}}
+                )
+                continue
+            try:
+                return self.fetch(step, local_root)
+            except ManifestError as exc:
+                log.warning(
+                    "skipping checkpoint", extra={"fields": {"checkpoint_step": step, "reason": str(exc)}}
+                )
+        return None

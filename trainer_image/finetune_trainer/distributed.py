@@ -1,0 +1,108 @@
+"""Ranks, the control process group, and the stop flag that SIGTERM raises.
+
+torchrun sets RANK/WORLD_SIZE/LOCAL_RANK. We initialise the default process group ourselves, before
+HF does (accelerate reuses an initialised group), so that the trainer can agree on things before
+training starts (which checkpoint to resume from). Agreement always goes through a gloo group:
+the stop flag and the "a timed checkpoint is due" flag are tiny CPU tensors, and NCCL cannot
+reduce CPU tensors.
+
+SIGTERM only raises a local flag; the callback all-reduces it (MAX) at every step boundary so that
+every rank stops after the same step even when only one rank received the signal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class WorldInfo:
+    rank: int
+    local_rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_local_main(self) -> bool:
+        return self.local_rank == 0
+
+
+def world_from_env(env: dict[str, str] | None = None) -> WorldInfo:
+    source = os.environ if env is None else env
+    return WorldInfo(
+        rank=int(source.get("RANK", "0")),
+        local_rank=int(source.get("LOCAL_RANK", "0")),
+        world_size=int(source.get("WORLD_SIZE", "1")),
+    )
+
+
+class Control:
+    """Collective helpers over a gloo group; no-ops when running alone."""
+
+    def __init__(self, world: WorldInfo) -> None:
+        self.world = world
+        self.group: Any = None
+        if world.world_size > 1:
+            if not dist.is_initialized():
+                backend = "nccl" if torch.cuda.is_available() else "gloo"
+                if backend == "nccl":
+                    torch.cuda.set_device(world.local_rank)
+                dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
+            self.group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
+
+    def any_flags(self, *flags: bool) -> list[bool]:
+        """Element-wise OR of boolean flags across ranks."""
+        tensor = torch.tensor([1 if f else 0 for f in flags], dtype=torch.int32)
+        if self.group is not None:
+            dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self.group)
+        return [bool(v) for v in tensor.tolist()]
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's value on every rank."""
+        if self.group is None:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0, group=self.group)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.group is not None:
+            dist.barrier(group=self.group)
+
+    def shutdown(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class StopFlag:
+    """Set by SIGTERM (and SIGINT); read at step boundaries."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signal_name: str | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self._event.set()
+
+    def request(self) -> None:
+        self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()

@@ -1,0 +1,200 @@
+"""Model and tokenizer: fetch from model.uri, build for the task, freeze, and wrap with LoRA.
+
+Models come from any storage URI (downloaded once into the local work directory and loaded from
+there) or, for ``hf://org/name``, from the Hub by id when one is reachable. The task picks the
+Auto class; freezing and LoRA are applied after loading so the same code serves full fine-tuning,
+frozen lower layers and adapters. Which parameters count as the "classification head" (for its own
+learning rate) is decided here too, by name, because it depends on how the model was built.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import storage
+from .errors import ConfigError
+from .settings import ModelSettings
+
+log = logging.getLogger(__name__)
+
+HEAD_NAME_PARTS = ("classifier", "score", "pre_classifier")
+_DROPOUT_ATTRIBUTES = (
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "classifier_dropout",
+    "dropout",
+    "attention_dropout",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "summary_first_dropout",
+)
+
+
+def fetch_model_dir(uri: str, work_dir: Path) -> str:
+    """A local directory (or Hub id) from which ``from_pretrained`` can load the model."""
+    if storage.scheme_of(uri) == "hf":
+        return uri.split("://", 1)[1]
+    local = storage.local_path_of(uri)
+    if local is not None:
+        if not os.path.isdir(local):
+            raise ConfigError(f"spec.model.uri: model directory {uri} does not exist (looked at {local})")
+        return local
+    target = work_dir / "model"
+    if not storage.exists(uri):
+        raise ConfigError(f"spec.model.uri: model {uri} does not exist; upload the model or fix the URI")
+    files = storage.download_dir(uri, target)
+    if not files:
+        raise ConfigError(f"spec.model.uri: model {uri} holds no files")
+    return str(target)
+
+
+def load_tokenizer(model_dir: str, task: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"spec.model.uri: no usable tokenizer in {model_dir} ({exc})") from exc
+    if task == "causal-lm" and tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _override_dropout(config: Any, dropout: float) -> None:
+    for name in _DROPOUT_ATTRIBUTES:
+        if getattr(config, name, None) is not None:
+            setattr(config, name, dropout)
+
+
+def load_model(
+    cfg: ModelSettings, model_dir: str, label_names: list[str] | None, dtype: torch.dtype
+) -> nn.Module:
+    """The pretrained model for the task, with a fresh classification head when needed."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    try:
+        config = AutoConfig.from_pretrained(model_dir)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"spec.model.uri: no usable config.json in {model_dir} ({exc})") from exc
+    if cfg.dropout is not None:
+        _override_dropout(config, cfg.dropout)
+    if cfg.task == "sequence-classification":
+        names = label_names or [str(i) for i in range(cfg.num_labels or 2)]
+        config.num_labels = len(names)
+        config.id2label = dict(enumerate(names))
+        config.label2id = {name: i for i, name in enumerate(names)}
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, config=config, dtype=dtype, ignore_mismatched_sizes=True
+        )
+        if (
+            getattr(model.config, "pad_token_id", None) is None
+            and getattr(config, "eos_token_id", None) is not None
+        ):
+            model.config.pad_token_id = config.eos_token_id
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, config=config, dtype=dtype)
+    return model
+
+
+def find_layer_stack(model: nn.Module) -> nn.ModuleList | None:
+    """The model's list of transformer blocks (encoder.layer, transformer.h, model.layers...)."""
+    best: nn.ModuleList | None = None
+    for name, module in model.named_modules():
+        if (
+            isinstance(module, nn.ModuleList)
+            and name.rsplit(".", 1)[-1]
+            in (
+                "layer",
+                "layers",
+                "h",
+                "blocks",
+            )
+            and (best is None or len(module) > len(best))
+        ):
+            best = module
+    return best
+
+
+def freeze(model: nn.Module, embeddings: bool, layers: int) -> int:
+    """Freeze the embeddings and the lowest ``layers`` blocks; returns the number of frozen tensors."""
+    frozen = 0
+    if embeddings:
+        modules: list[nn.Module] = []
+        input_embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+        if input_embeddings is not None:
+            modules.append(input_embeddings)
+        for name, module in model.named_modules():
+            if name.rsplit(".", 1)[-1] in ("embeddings", "wpe", "embed_positions"):
+                modules.append(module)
+        for module in modules:
+            for param in module.parameters():
+                if param.requires_grad:
+                    param.requires_grad = False
+                    frozen += 1
+    if layers > 0:
+        stack = find_layer_stack(model)
+        if stack is None:
+            raise ConfigError(
+                "spec.model.freeze.layers: this model has no recognisable stack of layers to freeze"
+            )
+        if layers > len(stack):
+            raise ConfigError(
+                f"spec.model.freeze.layers is {layers} but the model has only {len(stack)} layers"
+            )
+        for block in list(stack)[:layers]:
+            for param in block.parameters():
+                if param.requires_grad:
+                    param.requires_grad = False
+                    frozen += 1
+    return frozen
+
+
+def apply_lora(model: nn.Module, cfg: ModelSettings) -> nn.Module:
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    assert cfg.lora is not None
+    task_type = TaskType.SEQ_CLS if cfg.task == "sequence-classification" else TaskType.CAUSAL_LM
+    targets: Any = cfg.lora.target_modules
+    if isinstance(targets, tuple):
+        targets = list(targets)
+    lora_config = LoraConfig(
+        task_type=task_type,
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=targets,
+    )
+    try:
+        return get_peft_model(model, lora_config)
+    except ValueError as exc:
+        raise ConfigError(f"spec.model.lora.targetModules: {exc}") from exc
+
+
+def is_head_parameter(name: str) -> bool:
+    parts = name.split(".")
+    return any(part in HEAD_NAME_PARTS for part in parts)
+
+
+def head_parameter_names(names: Iterable[str]) -> set[str]:
+    return {n for n in names if is_head_parameter(n)}
+
+
+def build_model(
+    cfg: ModelSettings, model_dir: str, label_names: list[str] | None, dtype: torch.dtype
+) -> nn.Module:
+    """Load, freeze, and wrap with LoRA as the settings say."""
+    model = load_model(cfg, model_dir, label_names, dtype)
+    frozen = freeze(model, cfg.freeze_embeddings, cfg.freeze_layers)
+    if frozen:
+        log.info("froze parameter tensors", extra={"fields": {"frozen": frozen}})
+    if cfg.lora is not None:
+        model = apply_lora(model, cfg)
+    return model

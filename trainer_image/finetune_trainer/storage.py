@@ -1,0 +1,195 @@
+"""Storage URIs through fsspec: the trainer owns all object-storage I/O (D5).
+
+Accepted schemes are those of the API (s3, gs, az, file, pvc, hf) plus a bare local path. ``pvc://
+<claim>/<path>`` names a PersistentVolumeClaim that the operator mounts at
+``$FINETUNE_PVC_ROOT/<claim>`` (default ``/mnt/pvc``), so it maps to a local path. S3 endpoints
+come from ``AWS_ENDPOINT_URL`` (set by the operator from ``spec.storage.endpoint`` or the Secret);
+credentials from the standard ``AWS_*`` variables. Every function takes and returns URIs so the
+callers never see a filesystem object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import posixpath
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import fsspec
+
+from .errors import ConfigError
+
+_FSSPEC_PROTOCOL = {"s3": "s3", "gs": "gcs", "gcs": "gcs", "az": "abfs", "abfs": "abfs", "hf": "hf"}
+ACCEPTED_SCHEMES = ("s3", "gs", "az", "file", "pvc", "hf")
+_CHUNK = 4 * 1024 * 1024
+
+
+def pvc_root() -> str:
+    return os.environ.get("FINETUNE_PVC_ROOT", "/mnt/pvc")
+
+
+def scheme_of(uri: str) -> str:
+    return urlparse(uri).scheme.lower() if "://" in uri else ""
+
+
+def local_path_of(uri: str) -> str | None:
+    """The local filesystem path a URI maps to, or None for remote storage."""
+    scheme = scheme_of(uri)
+    if scheme == "":
+        return os.path.abspath(uri)
+    if scheme == "file":
+        parsed = urlparse(uri)
+        # file:///abs/path and file://host/path (host ignored, as curl does for localhost)
+        return parsed.path or "/"
+    if scheme == "pvc":
+        rest = uri.split("://", 1)[1].strip("/")
+        if not rest:
+            raise ConfigError(f"URI {uri!r} names no PersistentVolumeClaim: use pvc://<claim>/<path>")
+        return os.path.join(pvc_root(), rest)
+    return None
+
+
+def _s3_options() -> dict[str, Any]:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+    options: dict[str, Any] = {}
+    if endpoint:
+        options["client_kwargs"] = {"endpoint_url": endpoint}
+        options["config_kwargs"] = {"s3": {"addressing_style": "path"}}
+    return options
+
+
+def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem and the path inside it for a URI."""
+    local = local_path_of(uri)
+    if local is not None:
+        return fsspec.filesystem("file", auto_mkdir=True), local
+    scheme = scheme_of(uri)
+    protocol = _FSSPEC_PROTOCOL.get(scheme)
+    if protocol is None:
+        raise ConfigError(
+            f"URI {uri!r} has scheme {scheme!r}; accepted schemes are {', '.join(ACCEPTED_SCHEMES)}"
+        )
+    options = _s3_options() if protocol == "s3" else {}
+    try:
+        fs = fsspec.filesystem(protocol, **options)
+    except ImportError as exc:
+        raise ConfigError(
+            f"URI {uri!r} needs the fsspec backend for {scheme}://, "
+            f"which is not installed in the trainer image ({exc})"
+        ) from exc
+    return fs, uri.split("://", 1)[1].rstrip("/")
+
+
+def join(uri: str, *parts: str) -> str:
+    base = uri.rstrip("/")
+    return posixpath.join(base, *[p.strip("/") for p in parts if p])
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return bool(fs.exists(path))
+
+
+def read_text(uri: str) -> str:
+    fs, path = filesystem(uri)
+    with fs.open(path, "rb") as handle:
+        return handle.read().decode("utf-8")
+
+
+def write_text(uri: str, text: str) -> None:
+    """Write a small object in one piece (atomic rename on local filesystems)."""
+    fs, path = filesystem(uri)
+    if local_path_of(uri) is not None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        return
+    fs.pipe_file(path, text.encode("utf-8"))
+
+
+def list_entries(uri: str) -> dict[str, dict[str, Any]]:
+    """Immediate children of a directory URI: name -> {'type': 'file'|'directory', 'size': int}."""
+    fs, path = filesystem(uri)
+    try:
+        infos = fs.ls(path, detail=True)
+    except FileNotFoundError:
+        return {}
+    if hasattr(fs, "invalidate_cache"):
+        fs.invalidate_cache(path)
+    out: dict[str, dict[str, Any]] = {}
+    for info in infos:
+        name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+        if not name or info["name"].rstrip("/") == path.rstrip("/"):
+            continue
+        out[name] = {"type": info.get("type", "file"), "size": int(info.get("size") or 0)}
+    return out
+
+
+def file_sizes(uri: str) -> dict[str, int]:
+    """Every file under a directory URI, recursively: relative path -> size."""
+    fs, path = filesystem(uri)
+    if hasattr(fs, "invalidate_cache"):
+        fs.invalidate_cache(path)
+    try:
+        found = fs.find(path, detail=True)
+    except FileNotFoundError:
+        return {}
+    prefix = path.rstrip("/") + "/"
+    return {
+        name[len(prefix) :]: int(info.get("size") or 0)
+        for name, info in found.items()
+        if name.startswith(prefix) and info.get("type", "file") == "file"
+    }
+
+
+def upload_file(local_path: str | Path, uri: str) -> int:
+    """Copy one local file to a URI; returns the number of bytes."""
+    fs, path = filesystem(uri)
+    size = os.path.getsize(local_path)
+    fs.put_file(str(local_path), path)
+    return size
+
+
+def download_file(uri: str, local_path: str | Path) -> None:
+    fs, path = filesystem(uri)
+    os.makedirs(os.path.dirname(str(local_path)), exist_ok=True)
+    fs.get_file(path, str(local_path))
+
+
+def download_dir(uri: str, local_dir: str | Path) -> list[str]:
+    """Copy every file under a directory URI into ``local_dir``; returns the relative paths."""
+    relpaths = sorted(file_sizes(uri))
+    for rel in relpaths:
+        download_file(join(uri, rel), Path(local_dir) / rel)
+    return relpaths
+
+
+def remove_tree(uri: str) -> None:
+    fs, path = filesystem(uri)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm(path, recursive=True)
+    if hasattr(fs, "invalidate_cache"):
+        fs.invalidate_cache(path)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def walk_files(local_dir: str | Path) -> Iterator[tuple[str, Path]]:
+    """(relative posix path, absolute path) of every file under a local directory, sorted."""
+    root = Path(local_dir)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        yield path.relative_to(root).as_posix(), path
