@@ -4,32 +4,39 @@ watched namespace (Role). Keep them in sync with operator/finetune_operator: eve
 the operator or Kopf calls; tests/integration/test_rbac_*.py runs the operator with only these.
 
 Deliberately absent: Secrets (storage credentials reach the trainer as env from the Secret named in
-the job; the operator never reads them), FineTuneJob update (the operator writes status and Kopf's
-annotations with patch, never the spec), pod create (the Job controller creates the pods).
+the job; the operator never reads them), FineTuneJob update and patch (the operator writes only the
+status subresource, never spec or metadata), pod create or delete (the Job controller owns pods).
 */}}
 
 {{- define "finetune-operator.namespacedRules" -}}
-# FineTuneJobs: watched by Kopf; patched for Kopf's progress annotations only (never spec).
+# FineTuneJobs: watched through Kopf (event handlers only: no finalizers, no annotations), read
+# before each reconcile, deleted when runPolicy.ttlSecondsAfterFinished has elapsed.
 - apiGroups: ["finetune.dev"]
   resources: ["finetunejobs"]
-  verbs: ["get", "list", "watch", "patch"]
-# The operator's one status write per reconcile pass.
+  verbs: ["get", "list", "watch", "delete"]
+# The operator's one status write per reconcile pass (merge patch of the status subresource).
 - apiGroups: ["finetune.dev"]
   resources: ["finetunejobs/status"]
-  verbs: ["get", "patch"]
-# One Indexed Job per attempt; replaced as a whole on a gang restart; suspend toggled for spec.runPolicy.suspend.
+  verbs: ["patch"]
+# Children carry ownerReferences with blockOwnerDeletion; clusters that enable the
+# OwnerReferencesPermissionEnforcement admission plugin require this to create them.
+- apiGroups: ["finetune.dev"]
+  resources: ["finetunejobs/finalizers"]
+  verbs: ["update"]
+# One Indexed Job per attempt, watched through Kopf; deleted as a whole on a gang restart or suspension.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# The headless Service that gives rank 0 its stable DNS name.
+  verbs: ["list", "watch", "create", "delete"]
+# The headless Service that gives rank 0 its stable DNS name (garbage-collected with the job).
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "delete"]
-# Pods are read for IPs, exit codes and termination messages (progress is pulled from rank 0's IP).
+  verbs: ["get", "create"]
+# Worker pods are watched for phases, exit codes and termination messages; progress is then pulled
+# from rank 0's metrics port over HTTP (no Kubernetes API call).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
-# Events on FineTuneJobs (Kopf posts core/v1 Events).
+  verbs: ["list", "watch"]
+# Events on FineTuneJobs, posted by the operator after each status write.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
@@ -43,7 +50,7 @@ annotations with patch, never the spec), pod create (the Job controller creates 
 - apiGroups: ["kopf.dev"]
   resources: [{{ .resource | quote }}]
   resourceNames: [{{ .name | quote }}]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 {{- end }}
 
 {{- define "finetune-operator.discoveryRule" -}}
