@@ -1,0 +1,133 @@
+"""Pull rank 0's metrics on a timer, with backoff while it is unreachable (DESIGN.md D6).
+
+Why a separate object: scraping is I/O with its own cadence (every `interval` seconds per running
+job, backing off exponentially while the endpoint refuses or times out, e.g. while the model is
+still loading), and what it learns must survive between reconcile passes: the last sample, the
+smoothed step rate, and when the step last advanced (the Stalled rule). The reconcile pass asks
+`refresh()` (cheap when not due) and reads `latest()`; nothing here writes to the API.
+
+State is in memory only. After an operator restart the first scrape re-establishes it; the stall
+clock then starts from that scrape, which can only delay a Stalled condition, never fake one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import aiohttp
+
+from .trainer_metrics import ProgressPoint, TrainerSample, parse_trainer_metrics, step_rate
+
+logger = logging.getLogger("finetune_operator.progress")
+
+Key = tuple[str, str]  # (namespace, name)
+Fetch = Callable[[str, float], Awaitable[str]]
+
+
+async def fetch_metrics_text(url: str, timeout_seconds: float) -> str:
+    """GET a Prometheus endpoint and return its text; raises on any transport or HTTP error."""
+    timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
+        response.raise_for_status()
+        return await response.text()
+
+
+def metrics_url(pod_ip: str, port: int) -> str:
+    return f"http://{pod_ip}:{port}/metrics"
+
+
+def backoff_delay(failures: int, interval: float, cap: float) -> float:
+    """Seconds to wait after `failures` consecutive failed scrapes: interval·2^(n-1), capped."""
+    if failures <= 0:
+        return interval
+    return min(cap, interval * 2 ** (failures - 1))
+
+
+@dataclass
+class JobProgress:
+    """What the poller knows about one job."""
+
+    sample: TrainerSample | None = None
+    point: ProgressPoint | None = None
+    step_changed_at: datetime | None = None
+    next_poll: datetime | None = None
+    failures: int = 0
+    last_error: str | None = None
+    url: str | None = None
+
+    @property
+    def steps_per_second(self) -> float | None:
+        return None if self.point is None else self.point.steps_per_second
+
+
+class ProgressPoller:
+    """Per-job scrape schedule and latest progress; shared by all reconcile workers."""
+
+    def __init__(
+        self,
+        interval_seconds: float,
+        max_backoff_seconds: float,
+        timeout_seconds: float = 3.0,
+        fetch: Fetch = fetch_metrics_text,
+    ) -> None:
+        self.interval = interval_seconds
+        self.max_backoff = max(max_backoff_seconds, interval_seconds)
+        self.timeout = timeout_seconds
+        self._fetch = fetch
+        self._jobs: dict[Key, JobProgress] = {}
+        self._locks: dict[Key, asyncio.Lock] = {}
+
+    def latest(self, key: Key) -> JobProgress | None:
+        return self._jobs.get(key)
+
+    def forget(self, key: Key) -> None:
+        """Drop a job's state (deleted, or finished and no longer polled)."""
+        self._jobs.pop(key, None)
+        self._locks.pop(key, None)
+
+    def seconds_until_due(self, key: Key, now: datetime) -> float:
+        """How long the reconcile loop may sleep before this job's next scrape is due."""
+        state = self._jobs.get(key)
+        if state is None or state.next_poll is None:
+            return 0.0
+        return max(0.0, (state.next_poll - now).total_seconds())
+
+    async def refresh(self, key: Key, url: str, now: datetime) -> JobProgress:
+        """Scrape `url` if due (or if the pod changed); return the job's progress state."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            state = self._jobs.setdefault(key, JobProgress())
+            if state.url != url:  # a new attempt's rank 0: scrape now, keep the rate history
+                state.url, state.next_poll, state.failures = url, None, 0
+            if state.next_poll is not None and now < state.next_poll:
+                return state
+            try:
+                text = await self._fetch(url, self.timeout)
+            except Exception as error:  # connection refused, timeout, HTTP error: all "unreachable"
+                state.failures += 1
+                state.last_error = f"{type(error).__name__}: {error}"[:300]
+                delay = backoff_delay(state.failures, self.interval, self.max_backoff)
+                state.next_poll = now + timedelta(seconds=delay)
+                logger.debug("metrics unreachable", extra={"fields": {"url": url, "retry_in": delay}})
+                return state
+            self._absorb(state, parse_trainer_metrics(text), now)
+            state.failures, state.last_error = 0, None
+            state.next_poll = now + timedelta(seconds=self.interval)
+            return state
+
+    @staticmethod
+    def _absorb(state: JobProgress, sample: TrainerSample, now: datetime) -> None:
+        """Fold a new sample into the state: rate, and when the step last advanced."""
+        if sample.step is not None:
+            previous = state.point
+            rate = step_rate(previous, sample.step, now)
+            advanced = previous is None or sample.step != previous.step
+            if advanced or state.step_changed_at is None:
+                state.step_changed_at = now
+            if previous is None or advanced or sample.step < previous.step:
+                state.point = ProgressPoint(step=sample.step, time=now, steps_per_second=rate)
+        state.sample = sample
