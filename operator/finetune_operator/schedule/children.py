@@ -1,0 +1,141 @@
+"""The FineTuneJobs a schedule created, as its pure logic sees them: state, history, active list.
+
+A child is the schedule's when it carries the label finetune.dev/schedule=<name> *and* a controller
+owner reference to the schedule's UID (a job that only copies the label is not ours, and a recreated
+schedule of the same name does not adopt its predecessor's runs). Its scheduled time comes from the
+annotation finetune.dev/scheduled-time. Finished means status.phase Succeeded or Failed, as the
+FineTuneJob operator writes it; a child being deleted is no longer active.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from finetune_api.schedule import ANNOTATION_SCHEDULED_TIME, LABEL_SCHEDULE
+
+ChildState = Literal["active", "succeeded", "failed", "deleting"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_time(text: Any) -> datetime | None:
+    """An RFC 3339 timestamp as the API writes it ("2026-03-01T02:00:00Z"), or None when absent/invalid."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z, whole seconds: the form Kubernetes writes."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Child:
+    """One FineTuneJob of a schedule."""
+
+    name: str
+    namespace: str
+    uid: str
+    scheduled_time: datetime | None
+    created: datetime | None
+    state: ChildState
+    finished_time: datetime | None
+
+    @property
+    def sort_key(self) -> tuple[datetime, datetime, str]:
+        return (self.scheduled_time or _EPOCH, self.created or _EPOCH, self.name)
+
+    def reference(self) -> dict[str, str]:
+        """The status.active entry (an ObjectReference)."""
+        return {
+            "apiVersion": "finetune.dev/v1alpha1",
+            "kind": "FineTuneJob",
+            "name": self.name,
+            "namespace": self.namespace,
+            "uid": self.uid,
+        }
+
+
+def _succeeded_condition_time(status: dict[str, Any]) -> datetime | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Succeeded" and condition.get("status") == "True":
+            return parse_time(condition.get("lastTransitionTime"))
+    return None
+
+
+def is_controlled_by(body: dict[str, Any], schedule_uid: str) -> bool:
+    """Whether `body` has a controller owner reference to the schedule with `schedule_uid`."""
+    owners = (body.get("metadata") or {}).get("ownerReferences") or []
+    return any(o.get("uid") == schedule_uid and o.get("controller") for o in owners)
+
+
+def child_from_body(body: dict[str, Any]) -> Child:
+    """A Child from a FineTuneJob object as the API returns it."""
+    metadata = body.get("metadata") or {}
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    state: ChildState
+    if metadata.get("deletionTimestamp"):
+        state = "deleting"
+    elif phase == "Succeeded":
+        state = "succeeded"
+    elif phase == "Failed":
+        state = "failed"
+    else:
+        state = "active"
+    finished = parse_time(status.get("completionTime"))
+    if finished is None and state == "succeeded":
+        finished = _succeeded_condition_time(status)
+    return Child(
+        name=metadata["name"],
+        namespace=metadata.get("namespace", "default"),
+        uid=metadata.get("uid", ""),
+        scheduled_time=parse_time((metadata.get("annotations") or {}).get(ANNOTATION_SCHEDULED_TIME)),
+        created=parse_time(metadata.get("creationTimestamp")),
+        state=state,
+        finished_time=finished,
+    )
+
+
+def children_of(bodies: list[dict[str, Any]], schedule_name: str, schedule_uid: str) -> list[Child]:
+    """The schedule's own children among `bodies` (label and controller owner both match), oldest first."""
+    own = [
+        child_from_body(b)
+        for b in bodies
+        if ((b.get("metadata") or {}).get("labels") or {}).get(LABEL_SCHEDULE) == schedule_name
+        and is_controlled_by(b, schedule_uid)
+    ]
+    return sorted(own, key=lambda c: c.sort_key)
+
+
+def active_children(children: list[Child]) -> list[Child]:
+    """Children still running or pending (not finished, not being deleted), oldest first."""
+    return [c for c in children if c.state == "active"]
+
+
+def latest_scheduled_time(children: list[Child]) -> datetime | None:
+    """The newest scheduled time among the children (deleted ones are gone and not counted)."""
+    times = [c.scheduled_time for c in children if c.scheduled_time is not None]
+    return max(times, default=None)
+
+
+def last_successful_time(children: list[Child], previous: datetime | None) -> datetime | None:
+    """The newest finish time of a succeeded child, never older than what status already says."""
+    times = [c.finished_time for c in children if c.state == "succeeded" and c.finished_time is not None]
+    if previous is not None:
+        times.append(previous)
+    return max(times, default=None)
+
+
+def history_to_delete(children: list[Child], successful_limit: int, failed_limit: int) -> list[Child]:
+    """Finished children beyond the history limits, oldest first (by scheduled time, then creation)."""
+    doomed: list[Child] = []
+    for state, limit in (("succeeded", successful_limit), ("failed", failed_limit)):
+        finished = sorted((c for c in children if c.state == state), key=lambda c: c.sort_key)
+        doomed += finished[: max(0, len(finished) - limit)]
+    return sorted(doomed, key=lambda c: c.sort_key)
