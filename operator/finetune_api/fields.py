@@ -65,19 +65,34 @@ DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 _DNS_RE = re.compile(DNS_SUBDOMAIN_PATTERN)
 
 
+def _cel_string(text: str) -> str:
+    """Escape backslashes for a single-quoted CEL string literal."""
+    return text.replace("\\", "\\\\")
+
+
+DNS_NAME_MESSAGE = (
+    "must be a lowercase DNS name (letters, digits, '-' and '.'), as Kubernetes object names are"
+)
+
+
 def _check_dns_name(value: str) -> str:
     if not _DNS_RE.match(value):
-        raise ValueError(
-            f"must be a lowercase DNS name (letters, digits, '-' and '.'), as Kubernetes object names are; "
-            f"got {value!r}"
-        )
+        raise ValueError(f"{DNS_NAME_MESSAGE}; got {value!r}")
     return value
 
 
 KubernetesName = Annotated[
     str,
     AfterValidator(_check_dns_name),
-    Field(min_length=1, max_length=253, json_schema_extra={"pattern": DNS_SUBDOMAIN_PATTERN}),
+    Field(
+        min_length=1,
+        max_length=253,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": f"self.matches('{_cel_string(DNS_SUBDOMAIN_PATTERN)}')", "message": DNS_NAME_MESSAGE}
+            ]
+        },
+    ),
 ]
 
 ShortText = Annotated[str, Field(max_length=256)]
