@@ -37,8 +37,9 @@ fmt: venv  ## format and autofix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-crds: venv  ## regenerate crds/ and docs/api.md from the finetune_api models
+crds: venv  ## regenerate crds/ and docs/api.md from the finetune_api models (and the chart's copy of crds/)
 	$(PY) -m finetune_api.generate
+	if [ -d helm/finetune-operator/crds ]; then cp crds/*.yaml helm/finetune-operator/crds/; fi
 
 cluster-up: venv  ## start (or reuse) the local cluster and S3 server; writes .cluster/kubeconfig and .cluster/env
 	$(PY) -m localcluster up
