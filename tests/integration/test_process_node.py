@@ -268,3 +268,95 @@ def test_deleting_a_running_pod_lets_it_clean_up_within_the_grace_period(core_v1
 
     wait_for(gone, 60, "the deleted pod to disappear")
     assert (tmp_path / "marker").read_text() == "cleaned up after signal 15"
+
+
+def test_on_failure_restarts_the_container_until_it_succeeds(core_v1, namespace, tmp_path):
+    script = """
+        import os
+        if not os.path.exists("/out/first-run-done"):
+            open("/out/first-run-done", "w").close()
+            raise SystemExit(7)
+    """
+    body = pod_body(
+        "retry",
+        script,
+        restartPolicy="OnFailure",
+        volumes=[{"name": "out", "hostPath": {"path": str(tmp_path)}}],
+        container={"volumeMounts": [{"name": "out", "mountPath": "/out"}]},
+    )
+    core_v1.create_namespaced_pod(namespace, body)
+
+    pod = finished_pod(core_v1, namespace, "retry")
+
+    status = pod.status.container_statuses[0]
+    assert (pod.status.phase, status.restart_count) == ("Succeeded", 1)
+    assert status.last_state.terminated.exit_code == 7
+
+
+GLOO_PROBE = """
+import socket
+import torch
+import torch.distributed as dist
+
+dist.init_process_group("gloo")
+total = torch.tensor([dist.get_rank() + 1.0])
+dist.all_reduce(total)
+print("RANK", dist.get_rank(), "SUM", total.item(), "HOST", socket.gethostname(), flush=True)
+dist.destroy_process_group()
+"""
+
+
+def test_torchrun_gloo_all_reduce_across_two_pods(core_v1, batch_v1, namespace, tmp_path):
+    (tmp_path / "probe.py").write_text(GLOO_PROBE)
+    core_v1.create_namespaced_service(
+        namespace,
+        {"metadata": {"name": "tw"}, "spec": {"clusterIP": "None", "selector": {"job-name": "tj"}}},
+    )
+    command = [
+        "torchrun",
+        "--nnodes=2",
+        "--nproc-per-node=1",
+        "--node-rank=$(JOB_COMPLETION_INDEX)",
+        "--master-addr=tj-0.tw",
+        "--master-port=29500",
+        "/probe/probe.py",
+    ]
+    spec = {
+        "restartPolicy": "Never",
+        "subdomain": "tw",
+        "volumes": [{"name": "probe", "hostPath": {"path": str(tmp_path)}}],
+        "containers": [
+            {
+                "name": "main",
+                "image": "ignored",
+                "command": command,
+                "volumeMounts": [{"name": "probe", "mountPath": "/probe"}],
+            }
+        ],
+        **ON_PROCESS_NODE,
+    }
+    job = {
+        "metadata": {"name": "tj"},
+        "spec": {
+            "completions": 2,
+            "parallelism": 2,
+            "completionMode": "Indexed",
+            "backoffLimit": 0,
+            "template": {"spec": spec},
+        },
+    }
+    batch_v1.create_namespaced_job(namespace, job)
+
+    def finished():
+        conditions = {
+            c.type: c.status for c in batch_v1.read_namespaced_job("tj", namespace).status.conditions or []
+        }
+        return conditions if "True" in (conditions.get("Complete"), conditions.get("Failed")) else None
+
+    conditions = wait_for(finished, 180, "the torchrun Job to finish")
+    pods = core_v1.list_namespaced_pod(namespace, label_selector="job-name=tj").items
+    logs = {pod.metadata.name: log_file(pod).read_text() for pod in pods}
+    assert conditions.get("Complete") == "True", logs
+    for pod in pods:
+        index = pod.metadata.annotations["batch.kubernetes.io/job-completion-index"]
+        assert f"RANK {index} SUM 3.0 HOST tj-{index}" in logs[pod.metadata.name]
