@@ -57,9 +57,11 @@ def build_child(schedule: dict[str, Any], scheduled_time: datetime, zone: tzinfo
 
     spec = _render_spec(template["spec"], values)
     try:
-        parse_spec(spec, path="spec.jobTemplate.spec (after expanding placeholders)")
+        parse_spec(spec, path="spec.jobTemplate.spec")
     except SpecError as error:
-        raise TemplateError(f"{error}; fix the schedule's jobTemplate") from None
+        raise TemplateError(
+            f"{error} (after expanding placeholders); fix the schedule's jobTemplate"
+        ) from None
 
     return {
         "apiVersion": SCHEDULE_API_VERSION,
