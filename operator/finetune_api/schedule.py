@@ -241,7 +241,7 @@ class ScheduleCondition(StatusModel):
     )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: Annotated[str, Field(max_length=1024)] | None = Field(
-        default=None, description="CamelCase cause: Scheduling, Suspended or InvalidSpec."
+        default=None, description="CamelCase cause: Scheduling, Suspended, InvalidSpec or InvalidTemplate."
     )
     message: Annotated[str, Field(max_length=32768)] | None = Field(
         default=None, description="Human-readable details, e.g. the next run time or what to fix."
@@ -269,7 +269,9 @@ class FineTuneScheduleStatus(StatusModel):
     )
     active_count: int = Field(default=0, ge=0, description="Number of entries in active (printer column).")
     conditions: list[ScheduleCondition] = Field(
-        default_factory=list, description="Observations of the schedule, one per type."
+        default_factory=list,
+        description="Observations of the schedule, one per type.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     observed_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation the status was computed from."
