@@ -25,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     from . import handlers  # noqa: F401  (registers the Kopf handlers)
+    from .schedule import handlers as schedule_handlers  # noqa: F401  (FineTuneSchedule handlers)
 
     memo = kopf.Memo(operator_settings=settings, metrics=OperatorMetrics())
     asyncio.run(
