@@ -1,0 +1,85 @@
+"""The Kubernetes API calls of the schedule controller (async), one method per call.
+
+Like ../kube.py: plain camelCase dicts in and out, and "already exists" / "not found" turned into
+return values, because deterministic child names make them normal outcomes, not errors.
+"""
+
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from finetune_api.constants import GROUP, PLURAL, VERSION
+from finetune_api.schedule import LABEL_SCHEDULE, SCHEDULE_PLURAL
+
+from ..kube import MERGE_PATCH, Conflict
+
+
+class CreateRefused(Exception):
+    """The API server refused to create the run (not "already exists"); the message says why."""
+
+
+class ScheduleApi:
+    def __init__(self, api: client.ApiClient):
+        self.custom = client.CustomObjectsApi(api)
+
+    async def get_schedule(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, SCHEDULE_PLURAL, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def patch_schedule_status(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
+    ) -> None:
+        """Merge-patch the status subresource, guarded by resourceVersion (Conflict when it moved on)."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            await self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, SCHEDULE_PLURAL, name, body, _content_type=MERGE_PATCH
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return
+            if error.status == 409:
+                raise Conflict(f"FineTuneSchedule {namespace}/{name} changed since it was read") from None
+            raise
+
+    async def list_runs(self, namespace: str, schedule_name: str) -> list[dict[str, Any]]:
+        """FineTuneJobs labelled with the schedule's name (ownership is checked by the caller)."""
+        answer = await self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, label_selector=f"{LABEL_SCHEDULE}={schedule_name}"
+        )
+        return list(answer.get("items") or [])
+
+    async def create_run(self, manifest: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+        """Create a FineTuneJob: (the object, True) when created, (the existing one, False) when the
+        name was taken (None if it vanished meanwhile). Raises CreateRefused on any other refusal."""
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        try:
+            created = await self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, manifest
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return await self._get_run(namespace, name), False
+            if 400 <= error.status < 500:
+                raise CreateRefused(
+                    f"the API server refused FineTuneJob {name}: {error.body or error.reason}"
+                ) from None
+            raise
+        return created, True
+
+    async def _get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
