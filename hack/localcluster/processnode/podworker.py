@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from localcluster.processnode import killing, launcher
-from localcluster.processnode.envvars import EnvConfigError, PodFacts, resolve_env
-from localcluster.processnode.expansion import expand_all
-from localcluster.processnode.hostsfile import HostsRegistry, pod_address, pod_hostname
+from localcluster.processnode.containerplan import plan_launch
+from localcluster.processnode.envvars import EnvConfigError
+from localcluster.processnode.hostsfile import HostsRegistry, pod_address
 from localcluster.processnode.ipam import AddressAllocator
 from localcluster.processnode.kube import ApiException, Kube
 from localcluster.processnode.logtail import fallback_message, read_termination_message
@@ -45,7 +45,7 @@ from localcluster.processnode.podstatus import (
     will_restart,
 )
 from localcluster.processnode.state import PodDirs, PodState, save
-from localcluster.processnode.volumes import container_mounts, prepare_volume
+from localcluster.processnode.statuswriter import StatusWriter
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,13 @@ class PodWorker:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._log_offsets: dict[str, int] = {}
         self._not_before: dict[str, float] = {}
-        self._last_status: dict[str, Any] | None = None
-        self._conditions: list[dict[str, Any]] = list((pod.get("status") or {}).get("conditions") or [])
-        self._status_retry_at = 0.0
         self._forced: tuple[str, str, str] | None = None
         self._delete_sent = False
         self._frozen = False
         self._final_phase = ""
         self._state = recovered or PodState(uid=self.uid, namespace=meta["namespace"], name=meta["name"])
+        conditions = list((pod.get("status") or {}).get("conditions") or [])
+        self._status = StatusWriter(ctx.kube, meta["namespace"], meta["name"], self.uid, conditions)
         self._thread = threading.Thread(
             target=self._main, name=f"pod-{meta['namespace']}-{meta['name']}", daemon=True
         )
@@ -194,7 +193,7 @@ class PodWorker:
                 self._check_deadline()
                 self._step()
                 self._after_step()
-            elif self._final_phase and (self._last_status or {}).get("phase") != self._final_phase:
+            elif self._final_phase and (self._status.last or {}).get("phase") != self._final_phase:
                 self._push_status(self._final_phase)  # the write at the transition failed: retry
             self._wake.wait(POLL_SECONDS)
             self._wake.clear()
@@ -260,52 +259,35 @@ class PodWorker:
 
     def _start(self, record: ContainerRecord) -> None:
         container = self._containers[record.name]
-        hostname = pod_hostname(self._pod)
-        facts = PodFacts(pod_ip=self._state.ip, host_ip=HOST_IP, node_name=self._ctx.node_name)
         try:
-            env = resolve_env(container, self._pod, facts, self._lookup)
-            volume_paths = {
-                volume["name"]: prepare_volume(
-                    volume, self._dirs.volume(volume["name"]), self._lookup, self._state.namespace
-                )
-                for volume in self._spec.get("volumes") or []
-            }
+            plan = plan_launch(
+                self._pod,
+                container,
+                self._state.ip,
+                self._ctx.node_name,
+                self._dirs,
+                self._ctx.namespaces,
+                self._lookup,
+            )
         except (EnvConfigError, ApiException) as error:
             record.state, record.reason = WAITING, "CreateContainerConfigError"
             record.message = str(error) if isinstance(error, EnvConfigError) else f"API error: {error.reason}"
             self._not_before[record.name] = time.monotonic() + CONFIG_RETRY_SECONDS
             return
-        argv = expand_all(list(container.get("command") or []), env) + expand_all(
-            list(container.get("args") or []), env
-        )
-        full_env = launcher.base_environment(hostname, f"{self.uid}/{record.name}") | env
         if record.last_terminated is not None:
             record.restart_count += 1
-        problem = self._start_problem(argv, full_env)
-        if problem:
-            self._record_start_error(record, problem)
+        stamp = now_rfc3339()
+        if plan.problem:
+            record.state, record.reason, record.message = TERMINATED, "StartError", plan.problem
+            record.exit_code, record.started_at, record.finished_at = 128, stamp, stamp
+            save(self._dirs, self._state)
             return
-        termination_file = self._dirs.termination_file(record.name)
-        termination_file.parent.mkdir(parents=True, exist_ok=True)
-        termination_file.write_text("")
-        mounts = container_mounts(container, volume_paths, termination_file)
-        sandbox = launcher.Sandbox(hostname, str(self._dirs.hosts_file), str(self._dirs.scratch))
-        script = launcher.prologue(sandbox, mounts, container.get("workingDir", ""))
-        if not self._ctx.namespaces:
-            full_env.setdefault("FINETUNE_TERMINATION_LOG", str(termination_file))
-            full_env["PROCESSNODE_TERMINATION_LOG"] = str(termination_file)
         log_path = self._log_path(record.name)
         self._log_offsets[record.name] = log_path.stat().st_size if log_path.exists() else 0
-        cwd = str(self._dirs.scratch)
-        if not self._ctx.namespaces and container.get("workingDir"):
-            Path(container["workingDir"]).mkdir(parents=True, exist_ok=True)
-            cwd = container["workingDir"]
-        proc = launcher.spawn(
-            launcher.wrapped_argv(argv, script, self._ctx.namespaces), full_env, log_path, cwd
-        )
+        proc = launcher.spawn(plan.argv, plan.env, log_path, plan.cwd)
         self._procs[record.name] = proc
         record.state, record.reason, record.message = RUNNING, "", ""
-        record.started_at, record.finished_at, record.exit_code = now_rfc3339(), None, None
+        record.started_at, record.finished_at, record.exit_code = stamp, None, None
         record.container_id = f"processnode://{self.uid[:8]}-{record.name}-{proc.pid}"
         self._state.pids[record.name] = [proc.pid, killing.process_start_ticks(proc.pid) or 0]
         save(self._dirs, self._state)
@@ -316,22 +298,6 @@ class PodWorker:
             record.name,
             proc.pid,
         )
-
-    def _start_problem(self, argv: list[str], env: Mapping[str, str]) -> str:
-        if not argv:
-            return (
-                "the container has no command: the process node ignores images, so set "
-                "spec.containers[].command (and args)"
-            )
-        if launcher.resolve_executable(argv[0], env) is None:
-            return f'exec: "{argv[0]}": executable file not found in $PATH'
-        return ""
-
-    def _record_start_error(self, record: ContainerRecord, message: str) -> None:
-        stamp = now_rfc3339()
-        record.state, record.reason, record.message = TERMINATED, "StartError", message
-        record.exit_code, record.started_at, record.finished_at = 128, stamp, stamp
-        save(self._dirs, self._state)
 
     def _log_path(self, container: str) -> Path:
         return (
@@ -443,30 +409,16 @@ class PodWorker:
     # --- status -------------------------------------------------------------------------------
     def _push_status(self, phase: str, force: bool = False) -> bool:
         """Write the status when it changed; True when the API has it."""
-        now = now_rfc3339()
         facts = PodFactsForStatus(pod_ip=self._state.ip, host_ip=HOST_IP, start_time=self._state.start_time)
         reason, message = (self._forced[1], self._forced[2]) if self._forced else ("", "")
         status = pod_status(
-            self._records(True), self._records(False), phase, facts, self._conditions, now, reason, message
+            self._records(True),
+            self._records(False),
+            phase,
+            facts,
+            self._status.conditions,
+            now_rfc3339(),
+            reason,
+            message,
         )
-        if status == self._last_status:
-            return True
-        if not force and time.monotonic() < self._status_retry_at:
-            return False
-        where = f"{self._state.namespace}/{self._state.name}"
-        try:
-            self._ctx.kube.patch_pod_status(
-                self._state.namespace, self._state.name, {"metadata": {"uid": self.uid}, "status": status}
-            )
-        except ApiException as error:
-            self._status_retry_at = time.monotonic() + 1.0
-            if error.status not in (404, 409):
-                log.warning("status of %s not written (%s): %s", where, error.status, error.body)
-            return False
-        except Exception as error:  # API server unreachable: try again shortly
-            self._status_retry_at = time.monotonic() + 1.0
-            log.warning("status of %s not written: %s", where, error)
-            return False
-        self._last_status = status
-        self._conditions = status["conditions"]
-        return True
+        return self._status.write(status, force)
