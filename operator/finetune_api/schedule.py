@@ -20,7 +20,7 @@ from .errors import FieldError, SpecError, describe_validation_error
 from .learning import section
 from .rules import RULE_ERROR_TYPE
 from .runtime import LabelKey
-from .schedule_cron import CRON_PATTERN, SCHEDULE_MAX_LENGTH, parse_cron
+from .schedule_cron import CRON_MESSAGE, CRON_PATTERN, SCHEDULE_MAX_LENGTH, parse_cron
 from .schedule_template import (
     PLACEHOLDER_SPEC_FIELDS,
     TEXT_CEL,
@@ -58,6 +58,7 @@ SCHEDULE_NAME_MAX_LENGTH: Final = 40
 ConcurrencyPolicy = Literal["Allow", "Forbid", "Replace"]
 
 
+_CRON_CEL = "self.matches('" + CRON_PATTERN.replace("\\", "\\\\") + "')"
 _RANGE_ORDER_CEL = "self.findAll('[0-9]+-[0-9]+').all(r, int(r.split('-')[0]) <= int(r.split('-')[1]))"
 """The one check of parse_cron that CEL can make: numeric ranges run upwards (5-1 is refused)."""
 
@@ -74,12 +75,14 @@ CronSchedule = Annotated[
         min_length=1,
         max_length=SCHEDULE_MAX_LENGTH,
         json_schema_extra={
-            "pattern": CRON_PATTERN,
+            # A CEL rule rather than `pattern`: the API server quotes a failed pattern in full, and this
+            # one is long; the rule's message says what a cron expression looks like instead.
             "x-kubernetes-validations": [
+                {"rule": _CRON_CEL, "message": CRON_MESSAGE},
                 {
                     "rule": _RANGE_ORDER_CEL,
                     "message": "a range starts after it ends; write the smaller value first (e.g. 1-5)",
-                }
+                },
             ],
         },
     ),

@@ -3,8 +3,9 @@
 A child is the schedule's when it carries the label finetune.dev/schedule=<name> *and* a controller
 owner reference to the schedule's UID (a job that only copies the label is not ours, and a recreated
 schedule of the same name does not adopt its predecessor's runs). Its scheduled time comes from the
-annotation finetune.dev/scheduled-time. Finished means status.phase Succeeded or Failed, as the
-FineTuneJob operator writes it; a child being deleted is no longer active.
+annotation finetune.dev/scheduled-time. Finished means condition Succeeded or Failed is True (the
+FineTuneJob operator decides on conditions; status.phase, its one-word summary, is read as a
+fallback); a child being deleted is no longer active.
 """
 
 from dataclasses import dataclass
@@ -61,6 +62,10 @@ class Child:
         }
 
 
+def _condition_true(status: dict[str, Any], kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
 def _succeeded_condition_time(status: dict[str, Any]) -> datetime | None:
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Succeeded" and condition.get("status") == "True":
@@ -82,10 +87,10 @@ def child_from_body(body: dict[str, Any]) -> Child:
     state: ChildState
     if metadata.get("deletionTimestamp"):
         state = "deleting"
-    elif phase == "Succeeded":
-        state = "succeeded"
-    elif phase == "Failed":
+    elif _condition_true(status, "Failed") or phase == "Failed":
         state = "failed"
+    elif _condition_true(status, "Succeeded") or phase == "Succeeded":
+        state = "succeeded"
     else:
         state = "active"
     finished = parse_time(status.get("completionTime"))
