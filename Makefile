@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv lock lint fmt crds cluster-up cluster-down cluster-status test test-unit demo bench clean
+.PHONY: help venv lock lint fmt crds cluster-up cluster-down cluster-build cluster-status test test-unit demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ cluster-up: venv  ## start (or reuse) the local cluster and S3 server; writes .c
 
 cluster-down:  ## stop the local cluster and S3 server (idempotent)
 	@if [ -x $(PY) ]; then $(PY) -m localcluster down; fi
+
+cluster-build: venv  ## build the cluster's Go binaries into ~/.cache/finetune-operator (done by cluster-up when missing)
+	$(PY) -m localcluster build
 
 cluster-status: venv  ## show what of the local cluster is running
 	$(PY) -m localcluster status

@@ -160,7 +160,9 @@ def process_node_available() -> bool:
 
 
 def _components(config: ClusterConfig) -> dict[str, Component]:
-    kwok_config = kwok.write_kwok_config(config)
+    kwok_config, changed = kwok.write_kwok_config(config)
+    if changed:  # a running KWOK still plays the old stages
+        processes.stop_daemon(config.run_dir, "kwok")
     identities = s3.write_identities(config)
     return {
         "etcd": Component("etcd", controlplane.etcd_spec, health.etcd_healthy, 30),
@@ -270,6 +272,14 @@ def is_live(config: ClusterConfig) -> bool:
     return config.kubeconfig.exists() and health.apiserver_ready(config)
 
 
+def _process_node_healthy(config: ClusterConfig) -> bool:
+    try:
+        with health.api_client(config) as api:
+            return health.node_ready(client.CoreV1Api(api), PROCESS_NODE_NAME)
+    except Exception:  # no API server, no node: not healthy
+        return False
+
+
 def status(config: ClusterConfig) -> dict[str, dict[str, object]]:
     """Per daemon: pid (or None) and whether its health check passes."""
     checks: dict[str, Callable[[ClusterConfig], bool]] = {
@@ -279,7 +289,7 @@ def status(config: ClusterConfig) -> dict[str, dict[str, object]]:
         "kube-controller-manager": health.controller_manager_healthy,
         "kube-scheduler": health.scheduler_healthy,
         "kwok": health.kwok_healthy,
-        "processnode": lambda c: True,
+        "processnode": _process_node_healthy,
     }
     report: dict[str, dict[str, object]] = {}
     for name in DAEMONS:

@@ -93,13 +93,16 @@ def create_gpu_nodes(
     return created
 
 
-def write_kwok_config(config: ClusterConfig) -> Path:
-    """One multi-document file: the stages KWOK plays (see module docstring)."""
+def write_kwok_config(config: ClusterConfig) -> tuple[Path, bool]:
+    """One multi-document file: the stages KWOK plays (see module docstring); True if it changed."""
     config.kwok_dir.mkdir(parents=True, exist_ok=True)
     documents = [path.read_text().strip() for path in sorted(STAGES_DIR.glob("*.yaml"))]
     target = config.kwok_dir / "kwok.yaml"
-    target.write_text("\n---\n".join(documents) + "\n")
-    return target
+    text = "\n---\n".join(documents) + "\n"
+    changed = not target.exists() or target.read_text() != text
+    if changed:
+        target.write_text(text)
+    return target, changed
 
 
 def kwok_spec(config: ClusterConfig, config_file: Path) -> DaemonSpec:
