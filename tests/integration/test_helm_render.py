@@ -60,17 +60,16 @@ def test_rbac_grants_no_secrets_no_spec_writes_no_pod_writes(helm: Helm, mode: s
     rules = rules_of(helm.template(MODES[mode]))
     assert not any("secrets" in rule["resources"] or "*" in rule["resources"] for rule in rules)
     assert not any("*" in rule["verbs"] or "*" in rule["apiGroups"] for rule in rules)
-    for verb in ("update", "patch", "create"):
-        assert not grants(rules, "finetune.dev", "finetunejobs", verb), (
-            f"finetunejobs {verb} must not be granted"
-        )
+    for verb in ("update", "patch"):
+        for resource in ("finetunejobs", "finetuneschedules"):
+            assert not grants(rules, "finetune.dev", resource, verb), f"{resource} {verb} must not be granted"
     for verb in ("create", "delete", "patch", "update"):
         assert not grants(rules, "", "pods", verb)
     assert grants(rules, "finetune.dev", "finetunejobs/status", "patch")
     assert grants(rules, "batch", "jobs", "create")
 
 
-def test_namespaced_mode_grants_only_crd_discovery_cluster_wide(helm: Helm) -> None:
+def test_namespaced_mode_grants_only_read_only_discovery_cluster_wide(helm: Helm) -> None:
     objects = helm.template(NAMESPACED)
     cluster_rules = [rule for obj in find(objects, "ClusterRole") for rule in obj["rules"]]
     assert cluster_rules == [
@@ -78,7 +77,8 @@ def test_namespaced_mode_grants_only_crd_discovery_cluster_wide(helm: Helm) -> N
             "apiGroups": ["apiextensions.k8s.io"],
             "resources": ["customresourcedefinitions"],
             "verbs": ["list", "watch"],
-        }
+        },
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
     ]
 
 

@@ -73,10 +73,10 @@ def test_no_secrets_no_spec_writes_no_pod_writes(
         for verb in ("get", "list", "watch"):
             assert not can_i(kubectl, release, verb, "secrets", "-n", ns), f"{verb} secrets in {ns}"
     assert not can_i(kubectl, release, "list", "secrets", "--all-namespaces")
-    for verb in ("update", "patch", "create"):
-        assert not can_i(kubectl, release, verb, "finetunejobs.finetune.dev", "-n", watched), (
-            f"{verb} finetunejobs"
-        )
+    # Spec and metadata belong to the user; the operator may create runs for FineTuneSchedules.
+    for verb in ("update", "patch"):
+        for resource in ("finetunejobs.finetune.dev", "finetuneschedules.finetune.dev"):
+            assert not can_i(kubectl, release, verb, resource, "-n", watched), f"{verb} {resource}"
     assert not can_i(
         kubectl, release, "update", "finetunejobs.finetune.dev", "--subresource=status", "-n", watched
     )

@@ -10,18 +10,23 @@ status subresource, never spec or metadata), pod create or delete (the Job contr
 
 {{- define "finetune-operator.namespacedRules" -}}
 # FineTuneJobs: watched through Kopf (event handlers only: no finalizers, no annotations), read
-# before each reconcile, deleted when runPolicy.ttlSecondsAfterFinished has elapsed.
+# before each reconcile, created by FineTuneSchedules, deleted when runPolicy.ttlSecondsAfterFinished
+# has elapsed or a schedule's history limit is exceeded. Never updated or patched (spec is the user's).
 - apiGroups: ["finetune.dev"]
   resources: ["finetunejobs"]
-  verbs: ["get", "list", "watch", "delete"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+# FineTuneSchedules: watched through Kopf, read before each pass; they are never written but status.
+- apiGroups: ["finetune.dev"]
+  resources: ["finetuneschedules"]
+  verbs: ["get", "list", "watch"]
 # The operator's one status write per reconcile pass (merge patch of the status subresource).
 - apiGroups: ["finetune.dev"]
-  resources: ["finetunejobs/status"]
+  resources: ["finetunejobs/status", "finetuneschedules/status"]
   verbs: ["patch"]
 # Children carry ownerReferences with blockOwnerDeletion; clusters that enable the
 # OwnerReferencesPermissionEnforcement admission plugin require this to create them.
 - apiGroups: ["finetune.dev"]
-  resources: ["finetunejobs/finalizers"]
+  resources: ["finetunejobs/finalizers", "finetuneschedules/finalizers"]
   verbs: ["update"]
 # One Indexed Job per attempt, watched through Kopf; deleted as a whole on a gang restart or suspension.
 - apiGroups: ["batch"]
@@ -36,7 +41,7 @@ status subresource, never spec or metadata), pod create or delete (the Job contr
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
-# Events on FineTuneJobs, posted by the operator after each status write.
+# Events on FineTuneJobs and FineTuneSchedules, posted by the operator after each status write.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
@@ -57,5 +62,10 @@ status subresource, never spec or metadata), pod create or delete (the Job contr
 # Kopf notices CRDs being installed or removed (read-only; never modifies them).
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+# With a list of namespaces Kopf follows them being created and deleted (names only; no access to
+# anything inside). Without it Kopf retries for ~20 s with errors at every start, then falls back.
+- apiGroups: [""]
+  resources: ["namespaces"]
   verbs: ["list", "watch"]
 {{- end }}
