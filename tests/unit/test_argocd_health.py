@@ -107,3 +107,13 @@ def test_an_unobserved_generation_is_progressing() -> None:
 
 def test_an_unknown_phase_is_unknown() -> None:
     assert health(job("Exploded")) == ("Unknown", "Unknown phase Exploded")
+
+
+def test_the_argocd_cm_snippet_embeds_the_script_unchanged() -> None:
+    import yaml
+
+    snippet = yaml.safe_load((SCRIPT.parent / "argocd-cm-patch.yaml").read_text())
+    embedded = snippet["data"]["resource.customizations.health.finetune.dev_FineTuneJob"]
+    assert embedded == SCRIPT.read_text(), (
+        "regenerate deploy/argocd/argocd-cm-patch.yaml (see docs/gitops.md)"
+    )
