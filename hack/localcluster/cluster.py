@@ -90,8 +90,6 @@ def _await_healthy(components: list[Component], config: ClusterConfig) -> None:
 
         try:
             wait_until(check, component.timeout, f"{component.name} to become healthy", poll=0.1)
-        except RuntimeError:
-            raise
         except TimeoutError as error:
             raise TimeoutError(
                 f"{error}; see {config.log_dir}/{component.name}.log:\n"
@@ -206,6 +204,8 @@ def up(config: ClusterConfig, owner: str = "cli") -> dict[str, float]:
         _write_kubeconfigs(config)
         components = _components(config)
         fresh = processes.running_process(config.run_dir, "kube-apiserver") is None
+        if fresh or owner == "cli":  # recorded before starting, so a failed start is still cleaned up
+            (config.run_dir / "started-by").write_text(owner)
 
         for name in ("etcd", "s3"):
             _ensure_started(components[name], config)
@@ -239,8 +239,6 @@ def up(config: ClusterConfig, owner: str = "cli") -> dict[str, float]:
         _await_healthy([components["s3"]], config)
         wait_until(lambda: s3.bucket_ready(config.s3_endpoint), 30, f"S3 bucket {S3_DEFAULT_BUCKET}")
         _write_env(config)
-        if fresh or owner == "cli":
-            (config.run_dir / "started-by").write_text(owner)
     timings["total"] = round(time.monotonic() - started, 1)
     return timings
 
