@@ -36,7 +36,7 @@ from localcluster.config import (
 )
 from localcluster.kubeconfig import env_values, render_env, render_kubeconfig
 from localcluster.processes import DaemonSpec
-from localcluster.waiting import wait_until
+from localcluster.waiting import StopWaiting, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _await_healthy(components: list[Component], config: ClusterConfig) -> None:
         def check(component: Component = component) -> bool:
             process = processes.running_process(config.run_dir, component.name)
             if process is None or processes.exited_early(process):
-                raise RuntimeError(
+                raise StopWaiting(
                     f"{component.name} exited during startup; its log {config.log_dir}/{component.name}.log "
                     f"ends with:\n{processes.log_tail(config.log_dir, component.name)}"
                 )
@@ -184,7 +184,7 @@ def _components(config: ClusterConfig) -> dict[str, Component]:
 def _node_ready_or_fail(config: ClusterConfig, core: client.CoreV1Api, name: str) -> bool:
     owner = "processnode" if name == PROCESS_NODE_NAME else "kwok"
     if processes.running_process(config.run_dir, owner) is None:
-        raise RuntimeError(
+        raise StopWaiting(
             f"{owner} exited before node {name} became Ready; its log {config.log_dir}/{owner}.log "
             f"ends with:\n{processes.log_tail(config.log_dir, owner)}"
         )

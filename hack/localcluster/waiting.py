@@ -21,6 +21,10 @@ class WaitTimeout(TimeoutError):
     """A condition did not come true before its deadline."""
 
 
+class StopWaiting(RuntimeError):
+    """Raised by a check when the condition can never come true (e.g. the process died)."""
+
+
 def wait_until(
     check: Callable[[], T | None],
     timeout: float,
@@ -34,6 +38,8 @@ def wait_until(
     while True:
         try:
             result = check()
+        except StopWaiting:
+            raise
         except Exception as error:  # a check that raises is a check that is not true yet
             last_error = error
             result = None
