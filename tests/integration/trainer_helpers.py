@@ -18,7 +18,21 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 POSITIVE = ["good", "great", "excellent", "lovely", "superb"]
 NEGATIVE = ["bad", "awful", "poor", "terrible", "dreadful"]
-FILLER = ["the", "a", "movie", "film", "was", "really", "plot", "actors", "quite", "very", "and", "it", "this"]
+FILLER = [
+    "the",
+    "a",
+    "movie",
+    "film",
+    "was",
+    "really",
+    "plot",
+    "actors",
+    "quite",
+    "very",
+    "and",
+    "it",
+    "this",
+]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -30,7 +44,7 @@ def write_tiny_bert(directory: Path, layers: int = 2, hidden: int = 32, seed: in
     directory.mkdir(parents=True, exist_ok=True)
     vocab = directory / "vocab.txt"
     vocab.write_text("\n".join(SPECIAL + sorted(set(POSITIVE + NEGATIVE + FILLER))) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=str(vocab), do_lower_case=True)
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=len(SPECIAL) + len(set(POSITIVE + NEGATIVE + FILLER)),
@@ -52,8 +66,29 @@ def write_tiny_gpt2(directory: Path, seed: int = 0) -> Path:
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     directory.mkdir(parents=True, exist_ok=True)
-    words = ["<pad>", "<unk>", "<eos>", "question", "answer", ":", "what", "is", "colour", "of", "sky", "grass",
-             "blue", "green", "snow", "white", "say", "hello", "world", "yes", "no"]
+    words = [
+        "<pad>",
+        "<unk>",
+        "<eos>",
+        "question",
+        "answer",
+        ":",
+        "what",
+        "is",
+        "colour",
+        "of",
+        "sky",
+        "grass",
+        "blue",
+        "green",
+        "snow",
+        "white",
+        "say",
+        "hello",
+        "world",
+        "yes",
+        "no",
+    ]
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(
@@ -61,8 +96,14 @@ def write_tiny_gpt2(directory: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     config = GPT2Config(
-        vocab_size=len(words), n_embd=32, n_layer=2, n_head=2, n_positions=64,
-        bos_token_id=2, eos_token_id=2, pad_token_id=0,
+        vocab_size=len(words),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=64,
+        bos_token_id=2,
+        eos_token_id=2,
+        pad_token_id=0,
     )
     GPT2LMHeadModel(config).save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
@@ -98,7 +139,12 @@ def write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> Path:
 
 
 def classification_spec(
-    model_uri: str, train_uri: str, validation_uri: str | None, output_uri: str, checkpoint_uri: str, **training: Any
+    model_uri: str,
+    train_uri: str,
+    validation_uri: str | None,
+    output_uri: str,
+    checkpoint_uri: str,
+    **training: Any,
 ) -> dict[str, Any]:
     dataset: dict[str, Any] = {"train": train_uri, "maxLength": 16}
     if validation_uri:
@@ -116,6 +162,7 @@ def classification_spec(
         },
         "checkpoint": {"uri": checkpoint_uri, "everySteps": 5, "keep": 2},
         "output": {"uri": output_uri},
+        "storage": {"secretRef": {"name": "s3-credentials"}},
     }
 
 
@@ -139,7 +186,9 @@ def trainer_env(tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_trainer(config: Path, env: Mapping[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_trainer(
+    config: Path, env: Mapping[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "finetune_trainer", "--config", str(config)],
         env=dict(env),

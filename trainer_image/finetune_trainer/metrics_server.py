@@ -64,6 +64,17 @@ class TrainerMetrics:
     def set_info(self, versions: Mapping[str, str], task: str, method: str) -> None:
         self.info.info({**{k: str(v) for k, v in versions.items()}, "task": task, "method": method})
 
+    address: tuple[str, int] | None = None
+
+    def scrape(self) -> str:
+        """Fetch our own endpoint over HTTP (used by the test hook FINETUNE_TEST_METRICS_SNAPSHOT)."""
+        import urllib.request
+
+        assert self.address is not None
+        host, port = self.address
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as response:
+            return response.read().decode()
+
     def serve(self, port: int | None = None, address: str | None = None) -> int:
         """Start the HTTP endpoint; returns the bound port."""
         bind = address or os.environ.get("POD_IP") or "127.0.0.1"
@@ -71,6 +82,7 @@ class TrainerMetrics:
         server: Any
         server, _thread = start_http_server(chosen, addr=bind, registry=self.registry)
         bound = int(server.server_port)
+        self.address = (bind, bound)
         log.info("metrics server listening", extra={"fields": {"address": bind, "port": bound}})
         return bound
 

@@ -227,6 +227,9 @@ def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> None:
         output.publish(
             local_out, settings.output.uri, settings, data.sizes, final, versions, data.label_names
         )
+    snapshot = os.environ.get("FINETUNE_TEST_METRICS_SNAPSHOT")
+    if snapshot and metrics is not None:
+        Path(snapshot).write_text(metrics.scrape())
     control.barrier()
     logs.event(log, "training finished", **{k: v for k, v in final.items() if isinstance(v, int | float)})
     control.shutdown()

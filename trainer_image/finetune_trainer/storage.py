@@ -55,7 +55,8 @@ def local_path_of(uri: str) -> str | None:
 
 def _s3_options() -> dict[str, Any]:
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
-    options: dict[str, Any] = {}
+    # Other ranks and attempts write the same prefixes: never answer from a stale listing.
+    options: dict[str, Any] = {"use_listings_cache": False}
     if endpoint:
         options["client_kwargs"] = {"endpoint_url": endpoint}
         options["config_kwargs"] = {"s3": {"addressing_style": "path"}}
