@@ -68,10 +68,29 @@ def cluster_lock(config: ClusterConfig) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# Ports each component listens on (attribute names of config.Ports), checked free before a start.
+COMPONENT_PORTS = {
+    "etcd": ("etcd_client", "etcd_peer"),
+    "s3": ("s3", "weed_master", "weed_volume", "weed_filer", "weed_admin"),
+    "kube-apiserver": ("apiserver",),
+    "kube-controller-manager": ("controller_manager",),
+    "kube-scheduler": ("scheduler",),
+    "kwok": ("kwok",),
+}
+
+
 def _ensure_started(component: Component, config: ClusterConfig) -> processes.psutil.Process | None:
     """Start ``component`` unless a live, recorded process exists; return the new process if started."""
     if processes.running_process(config.run_dir, component.name) is not None:
         return None
+    for attribute in COMPONENT_PORTS.get(component.name, ()):
+        port = getattr(config.ports, attribute)
+        if processes.port_in_use(port):
+            raise RuntimeError(
+                f"cannot start {component.name}: port 127.0.0.1:{port} is taken by a process that this "
+                f"cluster ({config.state_dir}) did not start; stop it, or move this cluster with "
+                f"LOCALCLUSTER_PORT_BASE (now {config.ports.base}) and LOCALCLUSTER_DIR"
+            )
     log.info("starting %s", component.name)
     return processes.start_daemon(component.spec(config), config.run_dir, config.log_dir)
 
