@@ -116,7 +116,7 @@ def sentiment_records(count: int, seed: int, positive_share: float = 0.6) -> lis
     records = []
     for _ in range(count):
         positive = rng.random() < positive_share
-        words = rng.sample(FILLER, 4) + [rng.choice(POSITIVE if positive else NEGATIVE)]
+        words = [*rng.sample(FILLER, 4), rng.choice(POSITIVE if positive else NEGATIVE)]
         rng.shuffle(words)
         records.append({"text": " ".join(words), "label": "pos" if positive else "neg"})
     return records
