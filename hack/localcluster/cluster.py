@@ -270,12 +270,15 @@ def started_by(config: ClusterConfig) -> str | None:
 
 
 def down(config: ClusterConfig, keep_data: bool = False) -> list[str]:
-    """Stop every recorded daemon (reverse order); unless ``keep_data``, remove cluster data."""
-    stopped = []
+    """Stop every recorded daemon; unless ``keep_data``, remove cluster data.
+
+    The process node goes first, while the API server can still take its pods' last status;
+    the rest stop together (nothing of theirs needs the others on the way down)."""
     with cluster_lock(config):
-        for name in reversed(DAEMONS):
-            if processes.stop_daemon(config.run_dir, name):
-                stopped.append(name)
+        stopped = processes.stop_daemons(config.run_dir, ["processnode"])
+        stopped += processes.stop_daemons(
+            config.run_dir, [n for n in reversed(DAEMONS) if n != "processnode"]
+        )
         (config.run_dir / "started-by").unlink(missing_ok=True)
         if not keep_data:
             for directory in (config.etcd_data_dir, config.s3_dir, config.kwok_dir, config.process_node_dir):

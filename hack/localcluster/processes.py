@@ -88,19 +88,25 @@ def exited_early(process: psutil.Process) -> bool:
         return True
 
 
+def stop_daemons(run_dir: Path, names: Sequence[str], grace: float = 10.0) -> list[str]:
+    """SIGTERM the named daemons together (each its whole process group), SIGKILL those still
+    running after ``grace`` s; return the names that were running."""
+    running = {name: p for name in names if (p := running_process(run_dir, name)) is not None}
+    for process in running.values():
+        _signal_group(process, signal.SIGTERM)
+    for name, process in running.items():
+        try:
+            wait_until(lambda p=process: not _alive(p), grace, f"{name} to exit after SIGTERM", poll=0.05)
+        except WaitTimeout:
+            _signal_group(process, signal.SIGKILL)
+            wait_until(lambda p=process: not _alive(p), 10, f"{name} to exit after SIGKILL", poll=0.05)
+        _pid_file(run_dir, name).unlink(missing_ok=True)
+    return list(running)
+
+
 def stop_daemon(run_dir: Path, name: str, grace: float = 10.0) -> bool:
-    """SIGTERM the daemon (its whole process group), SIGKILL after ``grace`` s. True if one ran."""
-    process = running_process(run_dir, name)
-    if process is None:
-        return False
-    _signal_group(process, signal.SIGTERM)
-    try:
-        wait_until(lambda: not _alive(process), grace, f"{name} to exit after SIGTERM", poll=0.05)
-    except WaitTimeout:
-        _signal_group(process, signal.SIGKILL)
-        wait_until(lambda: not _alive(process), 10, f"{name} to exit after SIGKILL", poll=0.05)
-    _pid_file(run_dir, name).unlink(missing_ok=True)
-    return True
+    """Stop one daemon (see :func:`stop_daemons`). True if it was running."""
+    return bool(stop_daemons(run_dir, [name], grace))
 
 
 def _alive(process: psutil.Process) -> bool:
