@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from finetune_api import FineTuneJob, parse_spec
+from finetune_api.schedule import FineTuneSchedule
 from localcluster.config import DEFAULT_PORT_BASE, S3_DEFAULT_BUCKET, Ports
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
@@ -22,8 +23,9 @@ def test_the_promised_examples_exist() -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_parses_and_has_a_when_to_use_header(path: Path) -> None:
-    job = FineTuneJob.model_validate(_load(path))
-    assert job.metadata["name"]
+    document = _load(path)
+    model = {"FineTuneJob": FineTuneJob, "FineTuneSchedule": FineTuneSchedule}[document["kind"]]
+    assert model.model_validate(document).metadata["name"]
     header = path.read_text().split("apiVersion:", 1)[0]
     assert header.startswith(f"# {path.name}") and "Use it" in header
 
