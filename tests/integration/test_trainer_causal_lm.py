@@ -31,7 +31,8 @@ def test_lora_sft_merges_and_generates(tmp_path, s3_bucket, s3, cluster_env):
     write_jsonl(tmp_path / "sft.jsonl", sft_records(64))
     prefix = f"s3://{s3_bucket}/trainer-tests/{uuid.uuid4().hex[:10]}"
     spec = {
-        "model": {"uri": f"file://{model_dir}", "task": "causal-lm", "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+        "model": {"uri": f"file://{model_dir}", "task": "causal-lm",
+                  "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
         "dataset": {"train": f"file://{tmp_path}/sft.jsonl", "maxLength": 32, "split": {"validation": 0.25}},
         "training": {"epochs": 3, "batchSizePerDevice": 8, "learningRate": 1e-2, "loggingSteps": 1,
                      "evaluation": {"strategy": "epoch", "metric": "perplexity"}},
