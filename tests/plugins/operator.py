@@ -45,7 +45,9 @@ class OperatorProcess:
     """One `python -m finetune_operator` process; start/kill/restart at will."""
 
     def __init__(self, env: dict[str, str], namespace: str, log_path: Path, extra_args: tuple[str, ...] = ()):
-        self.env = {**env, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        # A fixed Kopf peering identity: a restarted process is "the same pod" (a container restart), so
+        # it does not wait out its killed predecessor's peering lease (60 s) as a new pod would.
+        self.env = {**env, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "POD_ID": f"operator-{namespace}"}
         self.namespace = namespace
         self.log_path = log_path
         self.metrics_port = free_loopback_port()
