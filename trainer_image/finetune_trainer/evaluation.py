@@ -39,6 +39,14 @@ def macro_f1(predictions: Sequence[int], labels: Sequence[int], num_classes: int
     return sum(present) / len(present) if present else 0.0
 
 
+def weighted_f1(predictions: Sequence[int], labels: Sequence[int], num_classes: int) -> float:
+    """F1 per class weighted by the class's support in the labels."""
+    if not labels:
+        return 0.0
+    scores = per_class_f1(predictions, labels, num_classes)
+    return sum((scores[c] or 0.0) * list(labels).count(c) for c in range(num_classes)) / len(labels)
+
+
 def perplexity(mean_loss: float) -> float:
     """exp(loss), capped so an early huge loss does not overflow to inf in JSON and Prometheus."""
     return math.exp(min(mean_loss, 50.0))
@@ -57,6 +65,7 @@ def classification_metrics(
     metrics: dict[str, float] = {
         "accuracy": accuracy(predictions, labels),
         "f1_macro": macro_f1(predictions, labels, len(label_names)),
+        "f1_weighted": weighted_f1(predictions, labels, len(label_names)),
     }
     for name, score in zip(label_names, per_class_f1(predictions, labels, len(label_names)), strict=True):
         if score is not None:
