@@ -25,16 +25,8 @@ from . import naming
 from .jobview import InvalidSpecError, JobView
 from .kube import Conflict, Kube
 from .metrics import OperatorMetrics
-from .reconcile import (
-    CreateJob,
-    CreateService,
-    Decision,
-    DeleteFineTuneJob,
-    DeleteJob,
-    Observed,
-    decide,
-    invalid_spec_status,
-)
+from .plan import CreateJob, CreateService, Decision, DeleteFineTuneJob, DeleteJob, Observed
+from .reconcile import decide, invalid_spec_status
 from .settings import Settings
 from .workqueue import WorkQueue
 

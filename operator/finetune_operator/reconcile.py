@@ -26,9 +26,8 @@ The controller writes the status first and acts afterwards; every action is idem
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from . import conditions as cond
@@ -44,6 +43,16 @@ from .failure_policy import (
     worker_summary,
 )
 from .jobview import JobView
+from .plan import (
+    Action,
+    CreateJob,
+    CreateService,
+    Decision,
+    DeleteFineTuneJob,
+    DeleteJob,
+    Event,
+    Observed,
+)
 from .settings import Settings
 from .status import (
     event_worthy,
@@ -54,66 +63,6 @@ from .status import (
     stall_check_due,
     stalled_condition,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class Observed:
-    """What exists for one FineTuneJob, as read from the API in this pass."""
-
-    service_exists: bool = False
-    jobs: Mapping[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    """Attempt number -> that attempt's batch/v1 Job."""
-    pods: Mapping[int, Sequence[dict[str, Any]]] = dataclasses.field(default_factory=dict)
-    """Attempt number -> the pods carrying that attempt's label."""
-    progress_step: int | None = None
-    """Training step from rank 0's metrics (issue 6); None when unknown."""
-    step_changed_at: datetime.datetime | None = None
-    """When progress_step last advanced; None when unknown."""
-
-
-@dataclasses.dataclass(frozen=True)
-class CreateService:
-    manifest: dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class CreateJob:
-    attempt: int
-    manifest: dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class DeleteJob:
-    name: str
-    attempt: int
-    why: str
-
-
-@dataclasses.dataclass(frozen=True)
-class DeleteFineTuneJob:
-    why: str
-
-
-Action = CreateService | CreateJob | DeleteJob | DeleteFineTuneJob
-
-
-@dataclasses.dataclass(frozen=True)
-class Event:
-    type: str  # Normal or Warning
-    reason: str
-    message: str
-
-
-@dataclasses.dataclass
-class Decision:
-    status: dict[str, Any]
-    actions: list[Action]
-    events: list[Event]
-    requeue_after: float | None
-    restart_kind: str | None = None
-    """"preemption" or "failure" when this pass accounted a restart (for metrics)."""
-    completion: str | None = None
-    """"succeeded" or "failed" when this pass finished the job (for metrics)."""
 
 
 def _deleting(obj: dict[str, Any]) -> bool:

@@ -1,0 +1,72 @@
+"""The vocabulary of a reconcile pass: what was observed, what to do, and what to tell.
+
+Kept apart from the decision logic (reconcile.py) so the controller, the tests and the decision
+code share these plain types without the decision rules in the way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """What exists for one FineTuneJob, as read from the API in this pass."""
+
+    service_exists: bool = False
+    jobs: Mapping[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    """Attempt number -> that attempt's batch/v1 Job."""
+    pods: Mapping[int, Sequence[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    """Attempt number -> the pods carrying that attempt's label."""
+    progress_step: int | None = None
+    """Training step from rank 0's metrics (issue 6); None when unknown."""
+    step_changed_at: datetime.datetime | None = None
+    """When progress_step last advanced; None when unknown."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateService:
+    manifest: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateJob:
+    attempt: int
+    manifest: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteJob:
+    name: str
+    attempt: int
+    why: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteFineTuneJob:
+    why: str
+
+
+Action = CreateService | CreateJob | DeleteJob | DeleteFineTuneJob
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass
+class Decision:
+    status: dict[str, Any]
+    actions: list[Action]
+    events: list[Event]
+    requeue_after: float | None
+    restart_kind: str | None = None
+    """"preemption" or "failure" when this pass accounted a restart (for metrics)."""
+    completion: str | None = None
+    """"succeeded" or "failed" when this pass finished the job (for metrics)."""
