@@ -53,6 +53,7 @@ def owner_reference(job: JobView) -> dict[str, Any]:
 
 def build_service(job: JobView) -> dict[str, Any]:
     """The headless Service that gives every worker pod a DNS name: <job>-a<attempt>-<index>.<job>."""
+    master_port = naming.master_port(job.uid)
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -68,7 +69,7 @@ def build_service(job: JobView) -> dict[str, Any]:
             "publishNotReadyAddresses": True,
             "selector": {naming.LABEL_JOB_UID: job.uid, naming.LABEL_MANAGED_BY: naming.MANAGED_BY},
             "ports": [
-                {"name": "rendezvous", "port": naming.MASTER_PORT, "targetPort": naming.MASTER_PORT},
+                {"name": "rendezvous", "port": master_port, "targetPort": master_port},
                 {"name": "metrics", "port": naming.METRICS_PORT, "targetPort": "metrics"},
             ],
         },
@@ -87,14 +88,21 @@ def trainer_spec(job: JobView, settings: Settings) -> dict[str, Any]:
 
 
 def torchrun_command(job: JobView, attempt: int) -> list[str]:
-    """Exec form, so SIGTERM reaches torchrun (and through it the trainer) directly."""
+    """Exec form: `finetune_trainer.launch` runs torchrun with these arguments and forwards SIGTERM.
+
+    The launcher (not torchrun itself) is the entry point because torchrun exits 1 for any worker
+    failure; the launcher restores the trainer's exit code (78 permanent, 143 stopped after a
+    checkpoint) and termination message, which the failure policy depends on (D4).
+    """
     return [
-        "torchrun",
+        "python",
+        "-m",
+        "finetune_trainer.launch",
         f"--nnodes={job.workers}",
         f"--nproc-per-node={max(1, job.gpus_per_worker)}",
         "--node-rank=$(JOB_COMPLETION_INDEX)",
         f"--master-addr={naming.master_address(job.name, attempt)}",
-        f"--master-port={naming.MASTER_PORT}",
+        f"--master-port={naming.master_port(job.uid)}",
         "-m",
         "finetune_trainer",
     ]
@@ -155,7 +163,7 @@ def _container(job: JobView, attempt: int, settings: Settings) -> dict[str, Any]
         "env": _env(job, attempt, settings),
         "ports": [
             {"name": "metrics", "containerPort": naming.METRICS_PORT, "protocol": "TCP"},
-            {"name": "rendezvous", "containerPort": naming.MASTER_PORT, "protocol": "TCP"},
+            {"name": "rendezvous", "containerPort": naming.master_port(job.uid), "protocol": "TCP"},
         ],
         "resources": _resources(job),
         "terminationMessagePath": "/dev/termination-log",

@@ -7,6 +7,7 @@ what it created before and "already exists" means "done", never "duplicate".
 from __future__ import annotations
 
 import re
+import zlib
 
 MANAGED_BY = "finetune-operator"
 APP_NAME = "finetune-trainer"
@@ -21,6 +22,7 @@ LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 CONTAINER_NAME = "trainer"
 METRICS_PORT = 9090
 MASTER_PORT = 29500
+MASTER_PORT_SPREAD = 500
 
 _ATTEMPT_JOB = re.compile(r"^(?P<job>.+)-a(?P<attempt>[0-9]+)$")
 
@@ -43,6 +45,16 @@ def pod_hostname(job_name: str, attempt: int, index: int) -> str:
 def master_address(job_name: str, attempt: int) -> str:
     """Rank 0's stable DNS name inside the namespace: <job>-a<attempt>-0.<service>."""
     return f"{pod_hostname(job_name, attempt, 0)}.{service_name(job_name)}"
+
+
+def master_port(job_uid: str) -> int:
+    """torchrun's rendezvous port: 29500 plus a stable per-job offset in [0, 500).
+
+    On a real cluster every pod has its own network namespace and any fixed port would do. On a node
+    whose pods share the host network (hostNetwork pods, or the local process node used in tests and
+    the demo) two jobs' rendezvous stores would both bind 29500; a per-job port keeps them apart.
+    """
+    return MASTER_PORT + zlib.crc32(job_uid.encode()) % MASTER_PORT_SPREAD
 
 
 def attempt_of(labels: dict[str, str] | None) -> int | None:

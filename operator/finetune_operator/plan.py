@@ -25,6 +25,12 @@ class Observed:
     """Training step from rank 0's metrics (issue 6); None when unknown."""
     step_changed_at: datetime.datetime | None = None
     """When progress_step last advanced; None when unknown."""
+    progress: Mapping[str, Any] | None = None
+    """status.progress fields from this pass's scrape of rank 0 (camelCase); None: no fresh scrape."""
+    checkpoint: Mapping[str, Any] | None = None
+    """status.checkpoint of the last checkpoint rank 0 reports committed; None when unknown."""
+    checkpoint_event_due: bool = True
+    """False while the CheckpointCommitted event is rate-limited."""
 
 
 @dataclasses.dataclass(frozen=True)

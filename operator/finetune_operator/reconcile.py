@@ -53,6 +53,13 @@ from .plan import (
     Event,
     Observed,
 )
+from .progress_status import (
+    checkpoint_event,
+    completion_summary,
+    final_metric_text,
+    merged_checkpoint,
+    merged_progress,
+)
 from .settings import Settings
 from .status import (
     event_worthy,
@@ -279,7 +286,7 @@ class _Pass:
             self.not_suspended()
         verdict = outcome.verdict
         if verdict is Verdict.SUCCEEDED:
-            self.finish_job(True, "Completed", f"attempt {attempt}: {outcome.message}")
+            self.finish_job(True, "Completed", self.completion_message(attempt, outcome))
         elif verdict is Verdict.PERMANENT:
             self.finish_job(False, "InvalidConfiguration", outcome.message)
         elif verdict is Verdict.RETRYABLE:
@@ -312,6 +319,15 @@ class _Pass:
                 self.requeue(due)
         else:  # STARTING
             self.want(cond.RUNNING, "False", outcome.reason, f"attempt {attempt}: {outcome.message}")
+
+    def completion_message(self, attempt: int, outcome: AttemptOutcome) -> str:
+        """'attempt 1: all 2 workers succeeded, final f1_macro 0.91, ...; model at s3://...'."""
+        summary = completion_summary(self.observed.pods.get(attempt, ()))
+        progress = merged_progress(self.job.status.get("progress"), self.observed.progress, summary, True)
+        metric = ((self.job.spec.get("training") or {}).get("evaluation") or {}).get("metric") or "loss"
+        output = (summary or {}).get("output") or (self.job.spec.get("output") or {}).get("uri")
+        metrics = final_metric_text(progress, summary, metric)
+        return f"attempt {attempt}: {outcome.message}{metrics}; model at {output}"
 
     def retry_after_failure(self, outcome: AttemptOutcome) -> None:
         attempt = self.attempt
@@ -392,15 +408,20 @@ class _Pass:
             status["completionTime"] = self.completion_time
         if self.workers is not None:
             status["workers"] = self.workers
-        events = [
-            Event(
-                "Warning" if transition.warning else "Normal",
-                transition.reason,
-                transition.message or transition.reason,
-            )
-            for transition in transitions
-            if event_worthy(transition)
-        ] + self.events
+        progress_events = self.progress_into(status, merged)
+        events = (
+            [
+                Event(
+                    "Warning" if transition.warning else "Normal",
+                    transition.reason,
+                    transition.message or transition.reason,
+                )
+                for transition in transitions
+                if event_worthy(transition)
+            ]
+            + self.events
+            + progress_events
+        )
         return Decision(
             status=status,
             actions=self.actions,
@@ -409,6 +430,25 @@ class _Pass:
             restart_kind=self.restart_kind,
             completion=self.completion,
         )
+
+    def progress_into(self, status: dict[str, Any], conditions: list[dict[str, Any]]) -> list[Event]:
+        """Fill status.progress, status.checkpoint and (on success) status.output; checkpoint events."""
+        succeeded = cond.is_true(conditions, cond.SUCCEEDED)
+        summary = completion_summary(self.observed.pods.get(self.attempt, ())) if succeeded else None
+        progress = merged_progress(
+            self.job.status.get("progress"), self.observed.progress, summary, succeeded
+        )
+        if progress:
+            status["progress"] = progress
+        previous_checkpoint = self.job.status.get("checkpoint")
+        checkpoint = merged_checkpoint(previous_checkpoint, self.observed.checkpoint)
+        if checkpoint:
+            status["checkpoint"] = checkpoint
+        if succeeded and not status.get("output"):
+            output = (summary or {}).get("output") or (self.job.spec.get("output") or {}).get("uri")
+            status["output"] = {"uri": output}
+        message = checkpoint_event(previous_checkpoint, checkpoint, self.observed.checkpoint_event_due)
+        return [Event("Normal", "CheckpointCommitted", message)] if message else []
 
 
 def _headline(conditions: list[dict[str, Any]]) -> str:

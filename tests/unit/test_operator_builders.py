@@ -67,14 +67,17 @@ def test_indexed_job_is_one_gang_without_retries():
 
 
 def test_torchrun_command_is_exec_form_with_rank_and_master_address():
-    command = container_of(build_job(make_job(), 3, Settings()))["command"]
+    job = make_job()
+    command = container_of(build_job(job, 3, Settings()))["command"]
     assert command == [
-        "torchrun",
+        "python",
+        "-m",
+        "finetune_trainer.launch",
         "--nnodes=2",
         "--nproc-per-node=8",
         "--node-rank=$(JOB_COMPLETION_INDEX)",
         "--master-addr=reviews-a3-0.reviews",
-        "--master-port=29500",
+        f"--master-port={naming.master_port(job.uid)}",
         "-m",
         "finetune_trainer",
     ]
@@ -183,3 +186,9 @@ def test_headless_service_selects_every_attempt_and_publishes_unready():
 def test_invalid_spec_names_the_field():
     with pytest.raises(InvalidSpecError, match=r"spec\.resources\.workers"):
         make_job({**SPEC, "resources": {"workers": 0}})
+
+
+def test_master_port_is_stable_per_job_and_differs_between_jobs():
+    ports = {naming.master_port(f"uid-{n}") for n in range(50)}
+    assert naming.master_port("uid-1") == naming.master_port("uid-1")
+    assert len(ports) > 40 and all(29500 <= port < 30000 for port in ports)

@@ -8,6 +8,7 @@ every other module.
 
 from __future__ import annotations
 
+import json
 import os
 
 EXIT_OK = 0
@@ -16,6 +17,9 @@ EXIT_PREEMPTED = 143  # 128 + SIGTERM: stopped on request after committing a che
 EXIT_FAILURE = 1  # anything else: retryable
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+# Set by `finetune_trainer.launch` (the pod's entry point around torchrun): each worker records its
+# exit code and message here, because torchrun itself exits 1 for any worker failure.
+EXIT_RECORD_DIR_ENV = "FINETUNE_EXIT_RECORD_DIR"
 # Kubernetes truncates termination messages at 4096 bytes; keep ours well below.
 MAX_MESSAGE_CHARS = 1024
 
@@ -41,6 +45,27 @@ def one_line(message: str) -> str:
     if len(flat) > MAX_MESSAGE_CHARS:
         flat = flat[: MAX_MESSAGE_CHARS - 3] + "..."
     return flat
+
+
+def record_exit(code: int, message: str) -> None:
+    """Tell the launcher how this worker ended (one JSON file per global rank); never fail."""
+    directory = os.environ.get(EXIT_RECORD_DIR_ENV)
+    if not directory:
+        return
+    rank = os.environ.get("RANK", "0")
+    try:
+        with open(os.path.join(directory, f"rank-{rank}.json"), "w", encoding="utf-8") as handle:
+            json.dump({"rank": int(rank), "code": code, "message": one_line(message)}, handle)
+    except (OSError, ValueError):
+        pass
+
+
+def finish(code: int, message: str, *, to_termination_log: bool = True) -> int:
+    """Record how this worker ends (launcher record and termination message); returns `code`."""
+    record_exit(code, message)
+    if to_termination_log and message:
+        write_termination_message(message)
+    return code
 
 
 def write_termination_message(message: str) -> None:

@@ -29,6 +29,7 @@ Features (and their trade-offs):
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -51,7 +52,7 @@ from .errors import (
     EXIT_PREEMPTED,
     ConfigError,
     Preempted,
-    write_termination_message,
+    finish,
 )
 from .evaluation import add_perplexity, make_classification_compute_metrics
 from .manifest import config_hash
@@ -76,23 +77,22 @@ def main(argv: list[str] | None = None) -> int:
     stop = StopFlag()
     stop.install()
     try:
-        run(args.config, world, stop)
-        return EXIT_OK
+        summary = run(args.config, world, stop)
+        # Rank 0's one-line JSON summary lets the operator report the exact final step and metrics.
+        return finish(EXIT_OK, json.dumps(summary, sort_keys=True) if world.is_main else "")
     except ConfigError as exc:
         log.error("invalid configuration or data", extra={"fields": {"reason": str(exc)}})
-        write_termination_message(f"invalid configuration or data: {exc}")
-        return EXIT_CONFIG
+        return finish(EXIT_CONFIG, f"invalid configuration or data: {exc}")
     except Preempted as exc:
         log.warning(str(exc))
-        write_termination_message(str(exc))
-        return EXIT_PREEMPTED
+        return finish(EXIT_PREEMPTED, str(exc))
     except Exception as exc:
         log.exception("training failed")
-        write_termination_message(f"training failed (retryable): {type(exc).__name__}: {exc}")
-        return EXIT_FAILURE
+        return finish(EXIT_FAILURE, f"training failed (retryable): {type(exc).__name__}: {exc}")
 
 
-def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> None:
+def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> dict[str, Any]:
+    """The whole run; returns the completion summary (see `completion_summary`)."""
     # 1. Configuration and the process group.
     settings = load_settings(config_path)
     logs.set_context(job=settings.job_name)
@@ -233,10 +233,34 @@ def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> None:
     control.barrier()
     logs.event(log, "training finished", **{k: v for k, v in final.items() if isinstance(v, int | float)})
     control.shutdown()
+    return completion_summary(final, trainer.state, settings)
 
 
 # ---------------------------------------------------------------------------------------------
 # Helpers that keep the flow above readable
+
+
+def completion_summary(final: dict[str, Any], state: Any, settings: TrainerSettings) -> dict[str, Any]:
+    """What the operator shows when the job succeeds: exact final step, losses, metrics, output URI.
+
+    Written as one JSON line to the termination message, which Kubernetes caps at 4096 bytes: keep
+    only numbers of the final evaluation (not per-class lists) and round them.
+    """
+    metrics = {
+        k: round(float(v), 6) for k, v in final.items() if isinstance(v, int | float) and "runtime" not in k
+    }
+    summary: dict[str, Any] = {
+        "step": int(state.global_step),
+        "totalSteps": int(state.max_steps or state.global_step),
+        "epoch": round(float(state.epoch or 0.0), 4),
+        "trainLoss": metrics.get("train_loss"),
+        "evalLoss": metrics.get("eval_loss"),
+        "bestMetric": metrics.get("best_metric"),
+        "metric": settings.training.evaluation.metric,
+        "metrics": {k: v for k, v in metrics.items() if k.startswith(("eval_", "test_"))},
+        "output": settings.output.uri,
+    }
+    return {k: v for k, v in summary.items() if v is not None}
 
 
 def precision_flags(precision: str) -> dict[str, bool]:

@@ -1,0 +1,106 @@
+"""How live progress lands in the status: merging scrapes, the trainer's final summary, events.
+
+Pure functions used by `reconcile.decide`. Three sources feed `status.progress` and
+`status.checkpoint`, in increasing authority:
+
+1. the previous status (kept when nothing newer is known, e.g. while a new attempt loads its model,
+   so `kubectl get ftj` never blanks out during a restart);
+2. this pass's scrape of rank 0's metrics (`Observed.progress` / `Observed.checkpoint`);
+3. the trainer's completion summary: on exit 0 the trainer writes one JSON line to its termination
+   message (see docs/architecture.md, "Contracts"), so the final step, loss and metric are exact
+   even though the last scrape happened up to one poll interval before the end.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .failure_policy import pod_index, trainer_termination
+
+SUMMARY_KEYS = ("step", "totalSteps", "epoch", "trainLoss", "evalLoss", "bestMetric")
+
+
+def completion_summary(pods: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The JSON summary rank 0 wrote to its termination message on success, if it did."""
+    for pod in pods:
+        if pod_index(pod) != 0:
+            continue
+        terminated = trainer_termination(pod) or {}
+        if terminated.get("exitCode") != 0:
+            return None
+        try:
+            summary = json.loads(terminated.get("message") or "")
+        except ValueError:
+            return None
+        return summary if isinstance(summary, dict) else None
+    return None
+
+
+def merged_progress(
+    previous: Mapping[str, Any] | None,
+    scraped: Mapping[str, Any] | None,
+    summary: Mapping[str, Any] | None,
+    succeeded: bool,
+) -> dict[str, Any] | None:
+    """status.progress for this pass (see the module docstring for the precedence)."""
+    progress = dict(previous or {})
+    progress.update(scraped or {})
+    if summary:
+        progress.update({key: summary[key] for key in SUMMARY_KEYS if summary.get(key) is not None})
+    if succeeded and progress:
+        progress["percent"] = 100.0
+        progress["etaSeconds"] = 0
+        if progress.get("totalSteps") and not summary:
+            progress["step"] = progress["totalSteps"]
+    return progress or None
+
+
+def merged_checkpoint(
+    previous: Mapping[str, Any] | None, scraped: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """status.checkpoint: the newest committed checkpoint seen, never going back to an older one.
+
+    A resumed attempt starts from the last committed checkpoint, so a scrape can report a step
+    lower than status (a checkpoint the new attempt has not yet re-reported); keep the newer one.
+    """
+    if not scraped:
+        return dict(previous) if previous else None
+    if previous and int(previous.get("step") or 0) > int(scraped.get("step") or 0):
+        return dict(previous)
+    return dict(scraped)
+
+
+def checkpoint_event(
+    previous: Mapping[str, Any] | None, current: Mapping[str, Any] | None, due: bool
+) -> str | None:
+    """Message of a CheckpointCommitted event when a newer checkpoint appeared and the rate limit allows."""
+    if not current or not due:
+        return None
+    if previous and previous.get("step") == current.get("step"):
+        return None
+    return f"checkpoint at step {current.get('step')} committed to {current.get('uri')}"
+
+
+def final_metric_text(
+    progress: Mapping[str, Any] | None, summary: Mapping[str, Any] | None, metric: str
+) -> str:
+    """', best f1_macro 0.912, eval loss 0.301' style suffix for the completion message."""
+    parts = []
+    source = {**(progress or {}), **(summary or {})}
+    final_metrics = (summary or {}).get("metrics") or {}
+    value = final_metrics.get(metric, final_metrics.get(f"eval_{metric}"))
+    if value is not None:
+        parts.append(f"final {metric} {_short(value)}")
+    if source.get("bestMetric") is not None and metric != "loss":
+        parts.append(f"best {metric} {_short(source['bestMetric'])}")
+    if source.get("evalLoss") is not None:
+        parts.append(f"eval loss {_short(source['evalLoss'])}")
+    if source.get("step") is not None:
+        parts.append(f"{source['step']} steps")
+    return (", " + ", ".join(parts)) if parts else ""
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
