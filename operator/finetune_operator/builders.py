@@ -11,6 +11,7 @@ import copy
 import json
 from typing import Any
 
+from finetune_api import parse_spec
 from finetune_api.constants import API_VERSION, KIND
 
 from . import naming
@@ -85,6 +86,11 @@ def trainer_spec(job: JobView, settings: Settings) -> dict[str, Any]:
     if "image" in spec and not spec.get("image"):
         spec["image"] = settings.default_image
     return spec
+
+
+def checkpoint_base_uri(job: JobView, settings: Settings) -> str:
+    """Where this job's checkpoints go: spec.checkpoint.uri, the operator default, or <output>/checkpoints."""
+    return parse_spec(trainer_spec(job, settings)).effective_checkpoint_uri
 
 
 def torchrun_command(job: JobView, attempt: int) -> list[str]:

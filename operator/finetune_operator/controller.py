@@ -14,6 +14,7 @@ Order within a pass (DESIGN.md D7, D8):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import time
@@ -22,12 +23,16 @@ from typing import Any
 
 from . import conditions as cond
 from . import naming
+from .builders import checkpoint_base_uri
+from .failure_policy import pod_index
 from .jobview import InvalidSpecError, JobView
 from .kube import Conflict, Kube
 from .metrics import OperatorMetrics
 from .plan import CreateJob, CreateService, Decision, DeleteFineTuneJob, DeleteJob, Observed
+from .progress_poller import ProgressPoller, metrics_url
 from .reconcile import decide, invalid_spec_status
 from .settings import Settings
+from .trainer_metrics import checkpoint_fields, progress_fields
 from .workqueue import WorkQueue
 
 logger = logging.getLogger("finetune_operator")
@@ -37,6 +42,23 @@ Key = tuple[str, str]  # (namespace, name)
 
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+def _finished(decision: Decision) -> bool:
+    conditions = decision.status.get("conditions") or []
+    return cond.is_true(conditions, cond.SUCCEEDED) or cond.is_true(conditions, cond.FAILED)
+
+
+def rank0_pod_ip(observed: Observed) -> str | None:
+    """The address of the current attempt's running rank-0 pod, whose metrics carry the progress."""
+    if not observed.jobs:
+        return None
+    for pod in observed.pods.get(max(observed.jobs), ()):
+        status = pod.get("status") or {}
+        deleting = (pod.get("metadata") or {}).get("deletionTimestamp")
+        if pod_index(pod) == 0 and status.get("phase") == "Running" and status.get("podIP") and not deleting:
+            return str(status["podIP"])
+    return None
 
 
 def group_by_attempt(objects: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
@@ -61,6 +83,10 @@ class Controller:
         self.metrics = metrics
         self.clock = clock
         self.queue = WorkQueue()
+        self.poller = ProgressPoller(
+            settings.progress_interval_seconds, settings.progress_max_backoff_seconds
+        )
+        self._checkpoint_event_at: dict[Key, datetime.datetime] = {}
         self._failures: dict[Key, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -82,6 +108,8 @@ class Controller:
     def forget(self, key: Key) -> None:
         self.queue.forget(key)
         self.metrics.forget_job(key)
+        self.poller.forget(key)
+        self._checkpoint_event_at.pop(key, None)
         self._failures.pop(key, None)
 
     async def _worker(self) -> None:
@@ -140,6 +168,7 @@ class Controller:
             return self.settings.resync_seconds
 
         observed = await self.observe(job)
+        observed = await self.observe_progress(job, observed, now)
         decision = decide(job, observed, now, self.settings)
         await self._write_status(body, decision.status)
         await self._act(job, decision)
@@ -147,6 +176,11 @@ class Controller:
             body, [(event.type, event.reason, event.message) for event in decision.events], now
         )
         self._count(key, decision)
+        self.metrics.set_job_progress(key, decision.status)
+        if any(event.reason == "CheckpointCommitted" for event in decision.events):
+            self._checkpoint_event_at[key] = now
+        if observed.progress is None and self.poller.latest(key) is not None and _finished(decision):
+            self.poller.forget(key)
         if decision.restart_kind or decision.actions:
             logger.info(
                 "reconciled: %s",
@@ -156,9 +190,12 @@ class Controller:
             )
         if any(isinstance(action, DeleteFineTuneJob) for action in decision.actions):
             return None
-        if decision.requeue_after is None:
-            return self.settings.resync_seconds
-        return min(self.settings.resync_seconds, decision.requeue_after + 0.05)
+        delay = self.settings.resync_seconds
+        if decision.requeue_after is not None:
+            delay = min(delay, decision.requeue_after + 0.05)
+        if rank0_pod_ip(observed) is not None and not _finished(decision):
+            delay = min(delay, self.poller.seconds_until_due(key, self.clock()) + 0.05)
+        return delay
 
     async def observe(self, job: JobView) -> Observed:
         jobs, pods, service = await asyncio.gather(
@@ -168,6 +205,32 @@ class Controller:
         )
         jobs_by_attempt = {attempt: objs[0] for attempt, objs in group_by_attempt(jobs).items()}
         return Observed(service_exists=service, jobs=jobs_by_attempt, pods=group_by_attempt(pods))
+
+    async def observe_progress(self, job: JobView, observed: Observed, now: datetime.datetime) -> Observed:
+        """Add rank 0's progress (scraped when due, D6) and the checkpoint event rate limit."""
+        key = (job.namespace, job.name)
+        last_event = self._checkpoint_event_at.get(key)
+        due = last_event is None or (now - last_event).total_seconds() >= (
+            self.settings.checkpoint_event_interval_seconds
+        )
+        pod_ip = rank0_pod_ip(observed)
+        state = (
+            await self.poller.refresh(key, metrics_url(pod_ip, naming.METRICS_PORT), now)
+            if pod_ip is not None
+            else self.poller.latest(key)
+        )
+        if state is None or state.sample is None:
+            return dataclasses.replace(observed, checkpoint_event_due=due)
+        fresh = pod_ip is not None and state.failures == 0
+        sample = state.sample
+        return dataclasses.replace(
+            observed,
+            progress=progress_fields(sample, state.steps_per_second, now) if fresh else None,
+            checkpoint=checkpoint_fields(sample, checkpoint_base_uri(job, self.settings)) if fresh else None,
+            progress_step=sample.step,
+            step_changed_at=state.step_changed_at,
+            checkpoint_event_due=due,
+        )
 
     async def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
         if status == (body.get("status") or {}):

@@ -2,13 +2,16 @@
 
 A private registry (not prometheus_client's global one) so that tests can create several operators'
 metrics in one process and so nothing else in the process leaks series onto /metrics. Per-job gauges
-(labelled only `namespace` and `job`) re-exported from the trainers' progress belong to issue 6: add
-them in `JobGauges` below.
+(labelled only `namespace` and `job`) re-export each job's status.progress and status.checkpoint, so
+one scrape of the operator gives a dashboard every job without scraping trainer pods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -59,6 +62,23 @@ class OperatorMetrics:
         for outcome in ("succeeded", "failed"):
             self.completions_total.labels(outcome=outcome)
         self._true_by_job: dict[tuple[str, str], frozenset[str]] = {}
+        job_labels = ["namespace", "job"]
+
+        def job_gauge(name: str, doc: str) -> Gauge:
+            return Gauge(f"finetune_operator_job_{name}", doc, job_labels, registry=self.registry)
+
+        self.job_gauges = {
+            "progress_ratio": job_gauge("progress_ratio", "Training progress, step / total steps (0..1)."),
+            "step": job_gauge("step", "Training step of the job's rank 0."),
+            "train_loss": job_gauge("train_loss", "Latest training loss."),
+            "eval_metric": job_gauge(
+                "eval_metric", "Best value so far of the job's training.evaluation.metric."
+            ),
+            "eta_seconds": job_gauge("eta_seconds", "Estimated seconds until training ends."),
+            "checkpoint_timestamp_seconds": job_gauge(
+                "checkpoint_timestamp_seconds", "Unix time of the last committed checkpoint."
+            ),
+        }
 
     def set_job_conditions(self, key: tuple[str, str], true_types: Iterable[str]) -> None:
         """Record which conditions are True for one job; the gauge is the count over all jobs."""
@@ -68,6 +88,19 @@ class OperatorMetrics:
     def forget_job(self, key: tuple[str, str]) -> None:
         if self._true_by_job.pop(key, None) is not None:
             self._refresh_jobs()
+        for gauge in self.job_gauges.values():
+            with contextlib.suppress(KeyError):
+                gauge.remove(*key)
+
+    def set_job_progress(self, key: tuple[str, str], status: Mapping[str, Any]) -> None:
+        """Per-job gauges from a status; a value the status does not have is not exported."""
+        values = job_gauge_values(status)
+        for name, gauge in self.job_gauges.items():
+            if values.get(name) is None:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*key)
+            else:
+                gauge.labels(*key).set(values[name])
 
     def _refresh_jobs(self) -> None:
         counts = dict.fromkeys(cond.ALL_TYPES, 0)
@@ -81,3 +114,22 @@ class OperatorMetrics:
         """Serve /metrics from a background thread (it never touches the event loop)."""
         if port:
             start_http_server(port, addr=address, registry=self.registry)
+
+
+def job_gauge_values(status: Mapping[str, Any]) -> dict[str, float | None]:
+    """The per-job gauge values a FineTuneJob status implies (None: unknown, not exported)."""
+    progress = status.get("progress") or {}
+    checkpoint = status.get("checkpoint") or {}
+    percent = progress.get("percent")
+    checkpoint_time = checkpoint.get("time")
+    timestamp = None
+    if checkpoint_time:
+        timestamp = datetime.fromisoformat(str(checkpoint_time).replace("Z", "+00:00")).timestamp()
+    return {
+        "progress_ratio": None if percent is None else float(percent) / 100.0,
+        "step": progress.get("step"),
+        "train_loss": progress.get("trainLoss"),
+        "eval_metric": progress.get("bestMetric"),
+        "eta_seconds": progress.get("etaSeconds"),
+        "checkpoint_timestamp_seconds": timestamp,
+    }

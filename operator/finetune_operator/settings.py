@@ -37,6 +37,12 @@ class Settings:
     """Cap of that backoff."""
     stall_after_seconds: float = 900.0
     """A running job whose training step has not advanced for this long gets Stalled=True."""
+    progress_interval_seconds: float = 10.0
+    """How often rank 0's metrics are read for status.progress while a job runs."""
+    progress_max_backoff_seconds: float = 120.0
+    """Cap of the exponential backoff between reads while rank 0's metrics are unreachable."""
+    checkpoint_event_interval_seconds: float = 60.0
+    """At most one CheckpointCommitted event per job in this many seconds (status is always current)."""
     resync_seconds: float = 60.0
     """Every job is reconciled at least this often, even when nothing changed."""
     workers: int = 4
@@ -134,6 +140,25 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="seconds without step progress before Stalled=True (env FINETUNE_STALL_AFTER_SECONDS)",
     )
     parser.add_argument(
+        "--progress-interval-seconds",
+        type=float,
+        default=float(env_or("FINETUNE_PROGRESS_INTERVAL_SECONDS", "10")),
+        help="read rank 0's metrics this often while a job runs (env FINETUNE_PROGRESS_INTERVAL_SECONDS)",
+    )
+    parser.add_argument(
+        "--progress-max-backoff-seconds",
+        type=float,
+        default=float(env_or("FINETUNE_PROGRESS_MAX_BACKOFF_SECONDS", "120")),
+        help="backoff cap while rank 0's metrics are unreachable (env FINETUNE_PROGRESS_MAX_BACKOFF_SECONDS)",
+    )
+    parser.add_argument(
+        "--checkpoint-event-interval-seconds",
+        type=float,
+        default=float(env_or("FINETUNE_CHECKPOINT_EVENT_INTERVAL_SECONDS", "60")),
+        help="at most one CheckpointCommitted event per job this often "
+        "(env FINETUNE_CHECKPOINT_EVENT_INTERVAL_SECONDS)",
+    )
+    parser.add_argument(
         "--resync-seconds",
         type=float,
         default=float(env_or("FINETUNE_RESYNC_SECONDS", "60")),
@@ -190,6 +215,13 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
             "--restart-backoff-max-seconds", args.restart_backoff_max_seconds
         ),
         stall_after_seconds=_positive("--stall-after-seconds", args.stall_after_seconds),
+        progress_interval_seconds=max(0.5, args.progress_interval_seconds),
+        progress_max_backoff_seconds=_positive(
+            "--progress-max-backoff-seconds", args.progress_max_backoff_seconds
+        ),
+        checkpoint_event_interval_seconds=_positive(
+            "--checkpoint-event-interval-seconds", args.checkpoint_event_interval_seconds
+        ),
         resync_seconds=max(1.0, args.resync_seconds),
         workers=args.workers,
         peering_name=args.peering_name,
