@@ -34,7 +34,7 @@ def machine() -> dict[str, object]:
         "logical_cores": psutil.cpu_count(logical=True),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+        "load_average_1m_when_written": round(os.getloadavg()[0], 2),
         "kernel": platform.release(),
     }
 

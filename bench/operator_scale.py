@@ -26,6 +26,7 @@ if __package__ in (None, ""):
 import argparse
 import copy
 import json
+import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -310,6 +311,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except ValueError:
         parser.error(f"--sizes must be comma-separated integers, got {args.sizes!r}")
     started = time.monotonic()
+    load_at_start = round(os.getloadavg()[0], 2)
     with BenchCluster() as cluster:
         cluster.install_crds()
         report.progress(f"creating {args.nodes} bench nodes")
@@ -330,6 +332,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "operator_scale",
         "nodes": {"count": args.nodes, "gpusPerNode": 8, "createSeconds": round(nodes_seconds, 1)},
         "sizes": results,
+        "loadAverage1mAtStart": load_at_start,
         "wallSeconds": round(time.monotonic() - started, 1),
     }
     return result

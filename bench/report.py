@@ -43,7 +43,16 @@ def progress(message: str) -> None:
 
 
 def emit(name: str, result: dict[str, Any], summary: str, results_dir: Path = RESULTS_DIR) -> Path:
-    """Write ``results_dir/<name>.json``, print the JSON to stdout and ``summary`` to stderr."""
+    """Write ``results_dir/<name>.json`` (with the machine, versions and date), print the JSON to
+    stdout and ``summary`` to stderr."""
+    from bench import machine
+
+    result = {
+        **result,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine.machine(),
+        "versions": machine.versions(),
+    }
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{name}.json"
     text = json.dumps(result, indent=2, sort_keys=False)

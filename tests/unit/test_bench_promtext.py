@@ -1,4 +1,5 @@
 """bench.promtext: reading the API server's /metrics text and counting requests per FlowSchema."""
+# ruff: noqa: E501 (the sample lines are verbatim API server output)
 
 from __future__ import annotations
 

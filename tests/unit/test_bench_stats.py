@@ -31,7 +31,7 @@ def test_percentile_of_nothing_says_no_samples():
 
 @pytest.mark.parametrize("q", [-1, 101])
 def test_percentile_outside_range_is_refused(q):
-    with pytest.raises(ValueError, match="outside 0..100"):
+    with pytest.raises(ValueError, match=r"outside 0\.\.100"):
         percentile([1.0], q)
 
 
