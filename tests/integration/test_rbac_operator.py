@@ -18,8 +18,9 @@ import pytest
 from kubernetes import client
 
 from localcluster.kwokpods import succeed_pod
+from localcluster.operator_process import OperatorProcess
 from tests.plugins.helm import Release, service_account_kubeconfig
-from tests.plugins.operator import FineTuneJobs, OperatorProcess
+from tests.plugins.operator import FineTuneJobs
 
 pytestmark = pytest.mark.cluster
 

@@ -16,8 +16,8 @@ from kubernetes import client
 from finetune_api.constants import GROUP, PLURAL, VERSION
 from finetune_api.schedule import SCHEDULE_PLURAL
 from finetune_operator.schedule.clock import FAKE_CLOCK_ENV
+from localcluster.operator_process import OperatorProcess
 from localcluster.waiting import wait_until
-from tests.plugins.operator import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 
