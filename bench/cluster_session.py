@@ -205,13 +205,13 @@ class BenchCluster:
         for delete, name in (
             (rbac.delete_cluster_role_binding, "finetune-bench-operator"),
             (flow.delete_flow_schema, FLOW_SCHEMA),
-            (self.core.delete_namespace, OPERATOR_SA_NAMESPACE),
         ):
             try:
                 delete(name)
             except ApiException as error:
                 if error.status != 404:
                     raise
+        self.delete_namespace(OPERATOR_SA_NAMESPACE, wait=120)  # a next run can create it again
 
     # --- the API server's own counters ---------------------------------------------------------
     def apiserver_metrics(self, *names: str) -> list[promtext.Sample]:
