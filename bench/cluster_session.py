@@ -81,6 +81,19 @@ class BenchCluster:
         """``os.environ`` plus ``.cluster/env``: for subprocesses (kubectl, the operator)."""
         return {**os.environ, **parse_env(self.config.env_file.read_text(), os.environ.get("PATH", ""))}
 
+    def s3(self) -> Any:
+        """An s3fs filesystem on the cluster's S3 server (credentials from ``.cluster/env``)."""
+        import fsspec
+
+        env = self.env()
+        return fsspec.filesystem(
+            "s3",
+            key=env["AWS_ACCESS_KEY_ID"],
+            secret=env["AWS_SECRET_ACCESS_KEY"],
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            skip_instance_cache=True,
+        )
+
     def kubectl(self, *args: str, input: str | None = None) -> str:
         result = subprocess.run(
             [str(self.config.kubectl), *args],

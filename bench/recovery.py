@@ -5,7 +5,10 @@ decides what to optimise. With the operator running (its own process, as in the 
 2-worker FineTuneJob trains a tiny BERT for real on the process node (torchrun, gloo, checkpoints to
 the local S3). Once a checkpoint is committed, worker 1's pod is deleted, and the phases are:
 
-- detection: deletion -> the operator created the next attempt's Job (its reaction);
+- detection: deletion -> the operator noticed (condition ``Restarting=True`` on the FineTuneJob, or
+  the next attempt's Job if that came first);
+- gang stop and relaunch: noticed -> the next attempt's Job created (the operator stops the rest of
+  the gang, whose ranks commit a checkpoint on SIGTERM, before it starts the next attempt);
 - new pods running: that Job created -> every pod of the attempt Running (process node);
 - model load: pods Running -> rank 0 logged ``data loaded`` (process start and imports, model
   files from S3, tokenizer, data);
@@ -79,15 +82,12 @@ def finetunejob(model_uri: str, data_uri: str, prefix: str) -> dict[str, Any]:
     }
 
 
-def upload_inputs(prefix: str, work: Path) -> tuple[str, str]:
+def upload_inputs(fs: Any, prefix: str, work: Path) -> tuple[str, str]:
     """The tiny BERT and the data of the trainer tests, put on the local S3."""
-    import fsspec
-
     from tests.integration.trainer_helpers import sentiment_records, write_jsonl, write_tiny_bert
 
     model = write_tiny_bert(work / "model")
     data = write_jsonl(work / "train.jsonl", sentiment_records(2000, seed=1))
-    fs = fsspec.filesystem("s3")
     fs.put(str(model), f"{prefix.removeprefix('s3://')}/model", recursive=True)
     fs.put(str(data), f"{prefix.removeprefix('s3://')}/train.jsonl")
     return f"{prefix}/model", f"{prefix}/train.jsonl"
@@ -114,8 +114,20 @@ def first_train_log_after(records: list[dict[str, Any]], message: str) -> dict[s
     return None
 
 
+def restarting(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """FineTuneJob milestone: condition Restarting=True."""
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Restarting" and condition.get("status") == "True":
+            return [((obj.get("metadata") or {}).get("name"), "restarting")]
+    return []
+
+
 def phases_from(
-    deleted: float, job_created: float, pods_running: float, records: list[dict[str, Any]]
+    deleted: float,
+    noticed: float | None,
+    job_created: float,
+    pods_running: float,
+    records: list[dict[str, Any]],
 ) -> dict[str, float | None]:
     """Seconds of each phase (wall-clock inputs; see module docstring)."""
     loaded = trainer_logs.first_record(records, "data loaded")
@@ -127,8 +139,10 @@ def phases_from(
     def span(start: float | None, end: float | None) -> float | None:
         return round(end - start, 3) if start is not None and end is not None else None
 
+    noticed = min(noticed, job_created) if noticed is not None else job_created
     return {
-        "detection": span(deleted, job_created),
+        "detection": span(deleted, noticed),
+        "gangStopAndRelaunch": span(noticed, job_created),
         "newPodsRunning": span(job_created, pods_running),
         "modelLoad": span(pods_running, at["loaded"]),
         "checkpointDownload": span(at["loaded"], at["resuming"]),
@@ -157,12 +171,17 @@ def one_recovery(cluster: BenchCluster, kubeconfig: Path, work: Path) -> dict[st
         cluster.batch.list_namespaced_job, lambda o: [((o.get("metadata") or {}).get("name"), "created")],
         namespace=namespace,
     )  # fmt: skip
+    ftjs = MilestoneRecorder(
+        cluster.custom.list_namespaced_custom_object, restarting,
+        group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL,
+    )  # fmt: skip
     wall_offset = time.time() - time.monotonic()
     try:
-        model_uri, data_uri = upload_inputs(prefix, work)
+        model_uri, data_uri = upload_inputs(cluster.s3(), prefix, work)
         operator.start()
         pods.start()
         jobs.start()
+        ftjs.start()
         manifest = finetunejob(model_uri, data_uri, prefix)
         cluster.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
         report.progress(f"recovery: training on the process node in {namespace}; waiting for a commit")
@@ -198,15 +217,22 @@ def one_recovery(cluster: BenchCluster, kubeconfig: Path, work: Path) -> dict[st
     finally:
         pods.stop()
         jobs.stop()
+        ftjs.stop()
         operator.stop()
         report.progress(f"recovery: deleting namespace {namespace}")
         cluster.delete_namespace(namespace, wait=WAIT)
-        import fsspec
-
-        fsspec.filesystem("s3").rm(prefix.removeprefix("s3://"), recursive=True)
+        cluster.s3().rm(prefix.removeprefix("s3://"), recursive=True)
 
 
-PHASES = ("detection", "newPodsRunning", "modelLoad", "checkpointDownload", "firstStep", "total")
+PHASES = (
+    "detection",
+    "gangStopAndRelaunch",
+    "newPodsRunning",
+    "modelLoad",
+    "checkpointDownload",
+    "firstStep",
+    "total",
+)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -127,11 +127,9 @@ def train_seconds(records: list[dict[str, Any]]) -> float:
     return float(finished["train_runtime_seconds"])
 
 
-def copy_throughput(ckpt_uri: str, step: int, work: Path) -> dict[str, Any]:
+def copy_throughput(fs: Any, ckpt_uri: str, step: int, work: Path) -> dict[str, Any]:
     """Download the committed checkpoint (S3 -> disk), then copy the same bytes disk -> disk."""
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(f"{ckpt_uri}/checkpoint-{step}")
+    path = f"{ckpt_uri.removeprefix('s3://')}/checkpoint-{step}"
     downloaded = work / "downloaded"
     started = time.monotonic()
     fs.get(path, str(downloaded), recursive=True)
@@ -184,10 +182,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         found = trainer_logs.commits(records)
         classes = trainer_logs.classify_steps(trainer_logs.step_durations(times), times, found)
         without = list(trainer_logs.step_durations(baseline).values())
-        copy = copy_throughput(ckpt_uri, found[-1].step, work) if found else {}
-        import fsspec
-
-        fsspec.filesystem("s3").rm(prefix.removeprefix("s3://"), recursive=True)
+        copy = copy_throughput(cluster.s3(), ckpt_uri, found[-1].step, work) if found else {}
+        cluster.s3().rm(prefix.removeprefix("s3://"), recursive=True)
 
     plain_rate = [args.steps / s for s in plain]
     ours_rate = [args.steps / s for s in ours]
