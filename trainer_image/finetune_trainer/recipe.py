@@ -253,7 +253,7 @@ def completion_summary(final: dict[str, Any], state: Any, settings: TrainerSetti
         "step": int(state.global_step),
         "totalSteps": int(state.max_steps or state.global_step),
         "epoch": round(float(state.epoch or 0.0), 4),
-        "trainLoss": metrics.get("train_loss"),
+        "trainLoss": _last_logged_loss(state),
         "evalLoss": metrics.get("eval_loss"),
         "bestMetric": metrics.get("best_metric"),
         "metric": settings.training.evaluation.metric,
@@ -261,6 +261,14 @@ def completion_summary(final: dict[str, Any], state: Any, settings: TrainerSetti
         "output": settings.output.uri,
     }
     return {k: v for k, v in summary.items() if v is not None}
+
+
+def _last_logged_loss(state: Any) -> float | None:
+    """The last logged training loss (what progress.trainLoss shows), not the run's average."""
+    for entry in reversed(getattr(state, "log_history", None) or []):
+        if "loss" in entry and isinstance(entry["loss"], int | float) and math.isfinite(entry["loss"]):
+            return round(float(entry["loss"]), 6)
+    return None
 
 
 def precision_flags(precision: str) -> dict[str, bool]:
