@@ -271,7 +271,8 @@ def run_size(cluster: BenchCluster, size: int, nodes: int, kubeconfig: Path) -> 
 
 def summary_table(result: dict[str, Any]) -> str:
     rows = []
-    for size in result["sizes"]:
+    finished = [size for size in result["sizes"] if "error" not in size]
+    for size in finished:
         for phase, label in (
             ("applyToChildrenCreated", "apply -> Job+pods created"),
             ("applyToPodsRunning", "apply -> pods Running"),
@@ -291,7 +292,7 @@ def summary_table(result: dict[str, Any]) -> str:
     resources = [
         [s["jobs"], s["operator"]["operator"]["apiRequestsPerJob"], s["operator"]["operator"]["peakRssMiB"],
          s["operator"]["operator"]["cpuSeconds"]]
-        for s in result["sizes"]
+        for s in finished
     ]  # fmt: skip
     return (
         report.table(header, rows)
@@ -322,7 +323,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results = []
         try:
             for size in sizes:
-                results.append(run_size(cluster, size, args.nodes, kubeconfig))
+                try:
+                    results.append(run_size(cluster, size, args.nodes, kubeconfig))
+                except Exception as error:  # keep the sizes that finished; larger ones would fail too
+                    report.progress(f"N={size} FAILED: {error}; skipping the sizes after it")
+                    results.append({"jobs": size, "error": str(error)[:2000]})
+                    break
                 report.progress(f"N={size} done: {json.dumps(results[-1]['ratioOperatorOverFloor'])}")
         finally:
             cluster.delete_operator_identity()

@@ -20,7 +20,7 @@ The trainer's times come from its JSON log lines (rank 0's container log under .
 the pod and Job times from watches on this process's clock, converted to wall-clock time.
 There is no floor run here: the floor of each phase is named in docs/benchmarks.md.
 
-Usage: python bench/recovery.py [--repeats 1]
+Usage: python bench/recovery.py [--repeats 2]
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ PHASES = (
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=1, help="recoveries to measure (default 1)")
+    parser.add_argument("--repeats", type=int, default=2, help="recoveries to measure (default 2)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     runs = []

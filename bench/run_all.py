@@ -20,7 +20,7 @@ if __package__ in (None, ""):
 import argparse
 import traceback
 
-from bench import operator_scale, recovery, report, trainer_overhead
+from bench import docs_tables, operator_scale, recovery, report, trainer_overhead
 
 BENCHMARKS = {
     "operator_scale": operator_scale,
@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="100,500,1000", help="operator_scale: N FineTuneJobs per run")
     parser.add_argument("--nodes", type=int, default=200, help="operator_scale: simulated 8-GPU nodes")
     parser.add_argument("--steps", type=int, default=200, help="trainer_overhead: optimizer steps per run")
+    parser.add_argument(
+        "--no-docs", action="store_true", help="do not rewrite the tables in docs/benchmarks.md"
+    )
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(BENCHMARKS))
@@ -63,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         path = report.emit(name, result, module.summary_table(result))
         report.progress(f"=== {name} written to {path}")
+    if not args.no_docs:
+        docs_tables.main()
+        report.progress(f"tables in {docs_tables.DOC} rewritten from bench/results/")
     if failed:
         report.progress(f"failed: {', '.join(failed)}")
     return 1 if failed else 0
