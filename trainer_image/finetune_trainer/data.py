@@ -61,6 +61,24 @@ def parse_jsonl(text: str, uri: str) -> list[dict[str, Any]]:
     return records
 
 
+def require_dataset_files(cfg: DatasetSettings) -> None:
+    """Fail fast (exit 78, before the model download) when a dataset file named in the spec is missing."""
+    for field_name, uri in (
+        ("spec.dataset.train", cfg.train),
+        ("spec.dataset.validation", cfg.validation),
+        ("spec.dataset.test", cfg.test),
+    ):
+        if not uri:
+            continue
+        try:
+            fs, path = storage.filesystem(uri)
+            exists = fs.exists(path)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{field_name}: dataset file {uri} cannot be read ({exc})") from exc
+        if not exists:
+            raise ConfigError(f"{field_name}: dataset file {uri} does not exist; upload it or fix the URI")
+
+
 def read_records(uri: str, field_name: str, declared_format: str = "auto") -> list[dict[str, Any]]:
     """All records of one dataset file; ``field_name`` (e.g. spec.dataset.train) goes into errors."""
     fmt = detect_format(uri, declared_format)

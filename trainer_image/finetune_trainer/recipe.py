@@ -43,7 +43,7 @@ import torch
 from . import logs, output
 from .callback import TrainerBridge
 from .checkpoints import CheckpointManager, CommitRecord, ResumePoint
-from .data import CausalCollator, PreparedData, SampleIdCollator, load_datasets
+from .data import CausalCollator, PreparedData, SampleIdCollator, load_datasets, require_dataset_files
 from .distributed import Control, StopFlag, WorldInfo, world_from_env
 from .errors import (
     EXIT_CONFIG,
@@ -101,6 +101,7 @@ def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> dict[str, 
         os.environ.get("FINETUNE_WORK_DIR") or Path(tempfile.gettempdir()) / f"finetune-{settings.job_name}"
     )
     work_dir.mkdir(parents=True, exist_ok=True)
+    require_dataset_files(settings.dataset)  # a typo in a URI fails in seconds, not after a model download
     versions = library_versions()
 
     # 2. Metrics endpoint (rank 0 only), so progress is visible from the first second.
