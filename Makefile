@@ -53,7 +53,7 @@ cluster-build: venv  ## build the cluster's Go binaries into ~/.cache/finetune-o
 cluster-status: venv  ## show what of the local cluster is running
 	$(PY) -m localcluster status
 
-test: venv  ## install everything and run every test (unit, integration, e2e); stops what it started
+test: venv lint  ## install everything, lint, and run every test (unit, integration, e2e); stops what it started
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 	$(PY) -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
