@@ -7,10 +7,17 @@ is the absence from `required`), turns free-form objects into `x-kubernetes-pres
 and drops what Kubernetes does not know (titles, `propertyNames`, null defaults). Descriptions,
 defaults, enums, bounds, patterns and `x-kubernetes-*` extensions are kept. Every property must
 have a description, so `kubectl explain` can teach the whole API; a missing one is an error here.
+
+It also holds the CRD document skeleton both kinds share (labels, names, the one served version
+with the status subresource, the top-level apiVersion/kind/metadata/spec/status object), so
+FineTuneJob and FineTuneSchedule differ only in what is really theirs: names, columns, schemas
+and extra rules.
 """
 
 import copy
 from typing import Any
+
+from .constants import API_VERSION, CATEGORIES, GROUP, VERSION
 
 _DROPPED_KEYS = frozenset({"title", "propertyNames", "$defs", "examples", "const"})
 
@@ -95,3 +102,79 @@ def structural_schema(json_schema: dict[str, Any]) -> dict[str, Any]:
     """Structural schema of a whole model (as returned by `model_json_schema(by_alias=True)`)."""
     defs = json_schema.get("$defs", {})
     return structural(json_schema, defs)
+
+
+def model_schema(model: type) -> dict[str, Any]:
+    """Structural schema of a pydantic model class, with camelCase aliases as in manifests."""
+    return structural_schema(model.model_json_schema(by_alias=True, mode="validation"))  # type: ignore[attr-defined]
+
+
+def object_schema(
+    *,
+    kind: str,
+    description: str,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    validations: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """openAPIV3Schema of a whole object: apiVersion, kind, metadata, the required spec and status.
+
+    `validations` are CEL rules on the object itself (they may look at metadata).
+    """
+    schema: dict[str, Any] = {"type": "object", "description": description, "required": ["spec"]}
+    if validations:
+        schema["x-kubernetes-validations"] = validations
+    schema["properties"] = {
+        "apiVersion": {"type": "string", "description": f"API version of the object: {API_VERSION}."},
+        "kind": {"type": "string", "description": f"Kind of the object: {kind}."},
+        "metadata": {"type": "object"},
+        "spec": spec,
+        "status": status,
+    }
+    return schema
+
+
+def crd_document(
+    *,
+    name: str,
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: tuple[str, ...],
+    printer_columns: list[dict[str, Any]],
+    schema: dict[str, Any],
+) -> dict[str, Any]:
+    """The whole apiextensions.k8s.io/v1 CustomResourceDefinition of one namespaced kind of ours."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "app.kubernetes.io/name": "finetune-operator",
+                "app.kubernetes.io/part-of": "finetune-operator",
+            },
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": list(short_names),
+                "categories": list(CATEGORIES),
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": printer_columns,
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }

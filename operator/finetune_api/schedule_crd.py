@@ -7,8 +7,7 @@ to hold `${...}`), and the length limit of metadata.name that keeps child names 
 
 from typing import Any
 
-from .constants import CATEGORIES, GROUP, VERSION
-from .crd import structural_schema
+from .crd import crd_document, model_schema, object_schema
 from .schedule import (
     SCHEDULE_CRD_NAME,
     SCHEDULE_KIND,
@@ -74,63 +73,29 @@ def _placeholder_rules(job_spec: dict[str, Any]) -> None:
 
 def finetuneschedule_schema() -> dict[str, Any]:
     """openAPIV3Schema of the FineTuneSchedule kind."""
-    spec = structural_schema(FineTuneScheduleSpec.model_json_schema(by_alias=True, mode="validation"))
+    spec = model_schema(FineTuneScheduleSpec)
     _placeholder_rules(spec["properties"]["jobTemplate"]["properties"]["spec"])
-    status = structural_schema(FineTuneScheduleStatus.model_json_schema(by_alias=True, mode="validation"))
-    return {
-        "type": "object",
-        "description": (
+    return object_schema(
+        kind=SCHEDULE_KIND,
+        description=(
             "A FineTuneSchedule creates a FineTuneJob from its jobTemplate at the times of a cron schedule, "
             "with the semantics of a Kubernetes CronJob (concurrency policy, starting deadline, at most one "
             "catch-up run, history limits)."
         ),
-        "required": ["spec"],
-        "x-kubernetes-validations": [NAME_RULE],
-        "properties": {
-            "apiVersion": {
-                "type": "string",
-                "description": "API version of the object: finetune.dev/v1alpha1.",
-            },
-            "kind": {"type": "string", "description": f"Kind of the object: {SCHEDULE_KIND}."},
-            "metadata": {"type": "object"},
-            "spec": spec,
-            "status": status,
-        },
-    }
+        spec=spec,
+        status=model_schema(FineTuneScheduleStatus),
+        validations=[NAME_RULE],
+    )
 
 
 def finetuneschedule_crd() -> dict[str, Any]:
     """The whole apiextensions.k8s.io/v1 CustomResourceDefinition object."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": SCHEDULE_CRD_NAME,
-            "labels": {
-                "app.kubernetes.io/name": "finetune-operator",
-                "app.kubernetes.io/part-of": "finetune-operator",
-            },
-        },
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": SCHEDULE_KIND,
-                "listKind": f"{SCHEDULE_KIND}List",
-                "plural": SCHEDULE_PLURAL,
-                "singular": SCHEDULE_SINGULAR,
-                "shortNames": list(SCHEDULE_SHORT_NAMES),
-                "categories": list(CATEGORIES),
-            },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": SCHEDULE_PRINTER_COLUMNS,
-                    "schema": {"openAPIV3Schema": finetuneschedule_schema()},
-                }
-            ],
-        },
-    }
+    return crd_document(
+        name=SCHEDULE_CRD_NAME,
+        kind=SCHEDULE_KIND,
+        plural=SCHEDULE_PLURAL,
+        singular=SCHEDULE_SINGULAR,
+        short_names=SCHEDULE_SHORT_NAMES,
+        printer_columns=SCHEDULE_PRINTER_COLUMNS,
+        schema=finetuneschedule_schema(),
+    )
