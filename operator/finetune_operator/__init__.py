@@ -5,6 +5,7 @@ Layers, from the bottom up (each imports only the ones below it):
 - pure logic over plain dicts: ``settings``, ``naming``, ``jobview``, ``builders``, ``failure_policy``,
   ``backoff``, ``conditions``, ``status``, ``plan``, ``reconcile``
 - I/O: ``kube`` (async Kubernetes API calls), ``metrics``, ``logs``, ``workqueue``
-- wiring: ``controller`` (one reconcile pass: observe, decide, act, write status, emit events),
+- wiring: ``workers`` (the worker tasks draining a work queue, with error backoff; shared with
+  ``schedule``), ``controller`` (one reconcile pass: observe, decide, act, write status, emit events),
   ``handlers`` (Kopf watches feeding the work queue), ``__main__`` (command line)
 """

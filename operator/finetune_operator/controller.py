@@ -1,4 +1,4 @@
-"""One reconcile pass per key, and the workers that run passes: observe, decide, write status, act, tell.
+"""One reconcile pass per FineTuneJob key: observe, decide, write status, act, tell (workers.py runs them).
 
 Order within a pass (DESIGN.md D7, D8):
 1. read the FineTuneJob and what exists for it (Service, attempt Jobs, pods), all fresh from the API;
@@ -17,7 +17,6 @@ import asyncio
 import dataclasses
 import datetime
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,18 +25,16 @@ from . import naming
 from .builders import checkpoint_base_uri
 from .failure_policy import pod_index
 from .jobview import InvalidSpecError, JobView
-from .kube import Conflict, Kube
+from .kube import Kube
 from .metrics import OperatorMetrics
 from .plan import CreateJob, CreateService, Decision, DeleteFineTuneJob, DeleteJob, Observed
 from .progress_poller import ProgressPoller, metrics_url
 from .reconcile import decide, invalid_spec_status
 from .settings import Settings
 from .trainer_metrics import checkpoint_fields, progress_fields
-from .workqueue import WorkQueue
+from .workers import Key, WorkerPool
 
 logger = logging.getLogger("finetune_operator")
-
-Key = tuple[str, str]  # (namespace, name)
 
 
 def utcnow() -> datetime.datetime:
@@ -82,66 +79,38 @@ class Controller:
         self.kube = kube
         self.metrics = metrics
         self.clock = clock
-        self.queue = WorkQueue()
         self.poller = ProgressPoller(
             settings.progress_interval_seconds, settings.progress_max_backoff_seconds
         )
         self._checkpoint_event_at: dict[Key, datetime.datetime] = {}
-        self._failures: dict[Key, int] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self.pool = WorkerPool(
+            self.reconcile,
+            workers=settings.workers,
+            name="reconcile-worker",
+            logger=logger,
+            failure_message="reconcile failed; retrying",
+            on_pass=self._record_pass,
+        )
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        for number in range(self.settings.workers):
-            self._tasks.append(asyncio.create_task(self._worker(), name=f"reconcile-worker-{number}"))
+        self.pool.start()
 
     async def stop(self) -> None:
-        self.queue.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self.pool.stop()
 
     def enqueue(self, key: Key) -> None:
-        self.queue.add(key)
+        self.pool.add(key)
 
     def forget(self, key: Key) -> None:
-        self.queue.forget(key)
+        self.pool.forget(key)
         self.metrics.forget_job(key)
         self.poller.forget(key)
         self._checkpoint_event_at.pop(key, None)
-        self._failures.pop(key, None)
 
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                delay = await self._timed_pass(key)
-            finally:
-                self.queue.done(key)
-            if delay is not None:
-                self.queue.add_after(key, delay)
-
-    async def _timed_pass(self, key: Key) -> float | None:
-        started = time.perf_counter()
-        try:
-            delay = await self.reconcile(key)
-        except Conflict:
-            self.metrics.reconcile_total.labels(result="conflict").inc()
-            return 0.0
-        except Exception:
-            failures = self._failures.get(key, 0) + 1
-            self._failures[key] = failures
-            self.metrics.reconcile_total.labels(result="error").inc()
-            logger.exception(
-                "reconcile failed; retrying", extra={"namespace": key[0], "job": key[1], "result": "error"}
-            )
-            return min(60.0, 0.5 * 2 ** min(failures, 7))
-        finally:
-            self.metrics.reconcile_duration.observe(time.perf_counter() - started)
-        self._failures.pop(key, None)
-        self.metrics.reconcile_total.labels(result="ok").inc()
-        return delay
+    def _record_pass(self, result: str, seconds: float) -> None:
+        self.metrics.reconcile_total.labels(result=result).inc()
+        self.metrics.reconcile_duration.observe(seconds)
 
     # --- one pass --------------------------------------------------------------------------------
     async def reconcile(self, key: Key) -> float | None:

@@ -20,6 +20,7 @@ from .controller import Controller
 from .kube import Kube, load_client_config
 from .metrics import OperatorMetrics
 from .settings import Settings
+from .workers import route_watch_event
 
 logger = logging.getLogger("finetune_operator")
 
@@ -61,13 +62,7 @@ async def stop_controller(memo: Any, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def finetunejob_event(event: dict[str, Any], name: str, namespace: str, memo: Any, **_: Any) -> None:
-    controller = _controller(memo)
-    if controller is None:
-        return
-    if event.get("type") == "DELETED":
-        controller.forget((namespace, name))
-    else:
-        controller.enqueue((namespace, name))
+    route_watch_event(_controller(memo), event, (namespace, name))
 
 
 def _enqueue_owner(labels: dict[str, str], namespace: str, memo: Any) -> None:

@@ -37,6 +37,45 @@ async def load_client_config() -> client.ApiClient:
     return client.ApiClient()
 
 
+async def get_custom_object(
+    custom: client.CustomObjectsApi, plural: str, namespace: str, name: str
+) -> dict[str, Any] | None:
+    """One of our kinds (`plural` of finetune.dev/v1alpha1) by name; None when it does not exist."""
+    try:
+        return await custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+async def patch_custom_status(
+    custom: client.CustomObjectsApi,
+    plural: str,
+    namespace: str,
+    name: str,
+    status: dict[str, Any],
+    resource_version: str | None,
+) -> dict[str, Any] | None:
+    """Merge-patch the status subresource of one of our kinds, guarded by resourceVersion.
+
+    None when the object is gone; Conflict when it changed since `resource_version` was read.
+    """
+    body: dict[str, Any] = {"status": status}
+    if resource_version:
+        body["metadata"] = {"resourceVersion": resource_version}
+    try:
+        return await custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, plural, name, body, _content_type=MERGE_PATCH
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        if error.status == 409:
+            raise Conflict(f"{plural} {namespace}/{name} changed since it was read") from None
+        raise
+
+
 class Kube:
     def __init__(self, api: client.ApiClient):
         self.api = api
@@ -52,30 +91,13 @@ class Kube:
 
     # --- FineTuneJobs ----------------------------------------------------------------------------
     async def get_finetunejob(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return await self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return await get_custom_object(self.custom, PLURAL, namespace, name)
 
     async def patch_finetunejob_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
     ) -> dict[str, Any] | None:
         """Merge-patch the status subresource, guarded by resourceVersion; None when the job is gone."""
-        body: dict[str, Any] = {"status": status}
-        if resource_version:
-            body["metadata"] = {"resourceVersion": resource_version}
-        try:
-            return await self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            if error.status == 409:
-                raise Conflict(f"{namespace}/{name} changed since it was read") from None
-            raise
+        return await patch_custom_status(self.custom, PLURAL, namespace, name, status, resource_version)
 
     async def delete_finetunejob(self, namespace: str, name: str, uid: str) -> None:
         try:

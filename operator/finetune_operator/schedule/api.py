@@ -12,7 +12,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from finetune_api.constants import GROUP, PLURAL, VERSION
 from finetune_api.schedule import LABEL_SCHEDULE, SCHEDULE_PLURAL
 
-from ..kube import MERGE_PATCH, Conflict
+from ..kube import get_custom_object, patch_custom_status
 
 
 class CreateRefused(Exception):
@@ -24,32 +24,13 @@ class ScheduleApi:
         self.custom = client.CustomObjectsApi(api)
 
     async def get_schedule(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return await self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, SCHEDULE_PLURAL, name
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return await get_custom_object(self.custom, SCHEDULE_PLURAL, namespace, name)
 
     async def patch_schedule_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
     ) -> None:
         """Merge-patch the status subresource, guarded by resourceVersion (Conflict when it moved on)."""
-        body: dict[str, Any] = {"status": status}
-        if resource_version:
-            body["metadata"] = {"resourceVersion": resource_version}
-        try:
-            await self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, SCHEDULE_PLURAL, name, body, _content_type=MERGE_PATCH
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return
-            if error.status == 409:
-                raise Conflict(f"FineTuneSchedule {namespace}/{name} changed since it was read") from None
-            raise
+        await patch_custom_status(self.custom, SCHEDULE_PLURAL, namespace, name, status, resource_version)
 
     async def list_runs(self, namespace: str, schedule_name: str) -> list[dict[str, Any]]:
         """FineTuneJobs labelled with the schedule's name (ownership is checked by the caller)."""
@@ -68,18 +49,10 @@ class ScheduleApi:
             )
         except ApiException as error:
             if error.status == 409:
-                return await self._get_run(namespace, name), False
+                return await get_custom_object(self.custom, PLURAL, namespace, name), False
             if 400 <= error.status < 500:
                 raise CreateRefused(
                     f"the API server refused FineTuneJob {name}: {error.body or error.reason}"
                 ) from None
             raise
         return created, True
-
-    async def _get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return await self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise

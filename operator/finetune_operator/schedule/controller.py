@@ -3,10 +3,10 @@ write status once, then post events).
 
 Why its own queue and not Kopf timers: Kopf needs a finalizer on every object with a timer, and the
 FineTuneJob controller already works this way (../controller.py), so schedules get the same
-mechanics: watch events add a key, each key is requeued for its next scheduled time (or the resync
-interval, whichever is sooner), and a key is never processed by two workers at once. With the fake
-clock (clock.py) a watcher requeues every schedule whenever the clock file changes, so tests move
-time and see the result within a fraction of a second.
+mechanics (../workers.py): watch events add a key, each key is requeued for its next scheduled time
+(or the resync interval, whichever is sooner), and a key is never processed by two workers at once.
+With the fake clock (clock.py) a watcher requeues every schedule whenever the clock file changes, so
+tests move time and see the result within a fraction of a second.
 """
 
 import asyncio
@@ -15,8 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..kube import Conflict, Kube
-from ..workqueue import WorkQueue
+from ..kube import Kube
+from ..workers import Key, WorkerPool
 from .api import CreateRefused, ScheduleApi
 from .children import child_from_body, is_controlled_by, parse_time
 from .clock import FAKE_CLOCK_ENV, Clock
@@ -24,9 +24,9 @@ from .plan import Event, Plan, plan_pass
 
 logger = logging.getLogger("finetune_operator.schedule")
 
-Key = tuple[str, str]  # (namespace, name)
-
 CLOCK_POLL_SECONDS = 0.2
+ERROR_RETRY_SECONDS = 5.0
+"""A pass that failed (not a conflict) is retried after this long."""
 EVENT_MEMORY = 256
 """Event keys remembered per schedule, so an occurrence seen by every pass is posted once."""
 
@@ -56,37 +56,40 @@ class ScheduleController:
         self.api = api
         self.kube = kube
         self.clock = clock
-        self.workers = workers
         self.resync_seconds = resync_seconds
         self.clock_file = clock_file
-        self.queue = WorkQueue()
         self.known: set[Key] = set()
         self._posted: dict[Key, list[str]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._clock_task: asyncio.Task[None] | None = None
+        self.pool = WorkerPool(
+            self.reconcile,
+            workers=workers,
+            name="schedule-worker",
+            logger=logger,
+            failure_message="schedule pass failed; retrying",
+            error_backoff=lambda failures: ERROR_RETRY_SECONDS,
+        )
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        for number in range(self.workers):
-            self._tasks.append(asyncio.create_task(self._worker(), name=f"schedule-worker-{number}"))
+        self.pool.start()
         if self.clock_file is not None:
-            self._tasks.append(
-                asyncio.create_task(self._watch_clock_file(self.clock_file), name="fake-clock")
-            )
+            self._clock_task = asyncio.create_task(self._watch_clock_file(self.clock_file), name="fake-clock")
 
     async def stop(self) -> None:
-        self.queue.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self.pool.stop()
+        if self._clock_task is not None:
+            self._clock_task.cancel()
+            await asyncio.gather(self._clock_task, return_exceptions=True)
+            self._clock_task = None
 
     def enqueue(self, key: Key) -> None:
         self.known.add(key)
-        self.queue.add(key)
+        self.pool.add(key)
 
     def forget(self, key: Key) -> None:
         self.known.discard(key)
-        self.queue.forget(key)
+        self.pool.forget(key)
         self._posted.pop(key, None)
 
     async def _watch_clock_file(self, path: Path) -> None:
@@ -103,24 +106,8 @@ class ScheduleController:
                     "fake clock moved", extra={"action": FAKE_CLOCK_ENV, "result": (current or "").strip()}
                 )
                 for key in list(self.known):
-                    self.queue.add(key)
+                    self.pool.add(key)
             await asyncio.sleep(CLOCK_POLL_SECONDS)
-
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            delay: float | None
-            try:
-                delay = await self.reconcile(key)
-            except Conflict:
-                delay = 0.0
-            except Exception:
-                logger.exception("schedule pass failed; retrying", extra={"namespace": key[0], "job": key[1]})
-                delay = 5.0
-            finally:
-                self.queue.done(key)
-            if delay is not None:
-                self.queue.add_after(key, delay)
 
     # --- one pass --------------------------------------------------------------------------------
     async def reconcile(self, key: Key) -> float | None:

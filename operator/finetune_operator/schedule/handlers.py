@@ -17,6 +17,7 @@ from finetune_api.constants import GROUP, PLURAL, VERSION
 from finetune_api.schedule import LABEL_SCHEDULE, SCHEDULE_PLURAL
 
 from ..kube import Kube, load_client_config
+from ..workers import route_watch_event
 from .api import ScheduleApi
 from .clock import FAKE_CLOCK_ENV, clock_from_env
 from .controller import ScheduleController
@@ -62,13 +63,7 @@ async def stop_schedule_controller(memo: Any, **_: Any) -> None:
 async def finetuneschedule_event(
     event: dict[str, Any], name: str, namespace: str, memo: Any, **_: Any
 ) -> None:
-    controller = _controller(memo)
-    if controller is None:
-        return
-    if event.get("type") == "DELETED":
-        controller.forget((namespace, name))
-    else:
-        controller.enqueue((namespace, name))
+    route_watch_event(_controller(memo), event, (namespace, name))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, labels={LABEL_SCHEDULE: kopf.PRESENT})
