@@ -210,9 +210,12 @@ def one_recovery(cluster: BenchCluster, kubeconfig: Path, work: Path) -> dict[st
         job_created = jobs.times("created")[attempt2] + wall_offset
         running = [at for key, at in pods.times("running").items() if key.startswith(f"{attempt2}/")]
         pods_running = max(running) + wall_offset
+        noticed = ftjs.times("restarting").get(JOB)
+        noticed = noticed + wall_offset if noticed is not None else None
+        records = rank0_log(log_dir, namespace, 2)
         return {
             "namespace": namespace,
-            **phases_from(deleted, job_created, pods_running, rank0_log(log_dir, namespace, 2)),
+            **phases_from(deleted, noticed, job_created, pods_running, records),
         }
     finally:
         pods.stop()
