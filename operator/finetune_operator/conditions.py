@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
-CREATED = "Created"
-RUNNING = "Running"
-RESTARTING = "Restarting"
-SUSPENDED = "Suspended"
-SUCCEEDED = "Succeeded"
-FAILED = "Failed"
-STALLED = "Stalled"
+from finetune_api.status import ConditionType
 
-ALL_TYPES = (CREATED, RUNNING, RESTARTING, SUSPENDED, SUCCEEDED, FAILED, STALLED)
-"""Every condition the operator maintains, in the order they are listed in status."""
+# The type names are the API's (finetune_api.status.ConditionType); plain strings here because
+# conditions travel as plain dicts.
+CREATED: Final = ConditionType.CREATED.value
+RUNNING: Final = ConditionType.RUNNING.value
+RESTARTING: Final = ConditionType.RESTARTING.value
+SUSPENDED: Final = ConditionType.SUSPENDED.value
+SUCCEEDED: Final = ConditionType.SUCCEEDED.value
+FAILED: Final = ConditionType.FAILED.value
+STALLED: Final = ConditionType.STALLED.value
+
+ALL_TYPES: Final = tuple(kind.value for kind in ConditionType)
+"""Every condition the operator maintains, in the order they are listed in status (the API's order)."""
 
 WARNING_WHEN_TRUE = frozenset({RESTARTING, FAILED, STALLED})
 

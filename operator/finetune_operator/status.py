@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from finetune_api.status import Phase
+
 from . import conditions as cond
 
 
@@ -38,15 +40,15 @@ def restarts_of(status: dict[str, Any]) -> dict[str, int]:
 def phase_of(conditions: list[dict[str, Any]]) -> str:
     """One word for `kubectl get`; decisions are made on conditions, never on this."""
     for kind, phase in (
-        (cond.FAILED, "Failed"),
-        (cond.SUCCEEDED, "Succeeded"),
-        (cond.SUSPENDED, "Suspended"),
-        (cond.RESTARTING, "Restarting"),
-        (cond.RUNNING, "Running"),
+        (cond.FAILED, Phase.FAILED),
+        (cond.SUCCEEDED, Phase.SUCCEEDED),
+        (cond.SUSPENDED, Phase.SUSPENDED),
+        (cond.RESTARTING, Phase.RESTARTING),
+        (cond.RUNNING, Phase.RUNNING),
     ):
         if cond.is_true(conditions, kind):
-            return phase
-    return "Pending"
+            return phase.value
+    return Phase.PENDING.value
 
 
 def stalled_condition(

@@ -13,6 +13,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from finetune_api.schedule import ANNOTATION_SCHEDULED_TIME, LABEL_SCHEDULE
+from finetune_api.status import Phase
+
+from .. import conditions as cond
 
 ChildState = Literal["active", "succeeded", "failed", "deleting"]
 
@@ -62,15 +65,11 @@ class Child:
         }
 
 
-def _condition_true(status: dict[str, Any], kind: str) -> bool:
-    return any(c.get("type") == kind and c.get("status") == "True" for c in status.get("conditions") or [])
-
-
 def _succeeded_condition_time(status: dict[str, Any]) -> datetime | None:
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Succeeded" and condition.get("status") == "True":
-            return parse_time(condition.get("lastTransitionTime"))
-    return None
+    conditions = status.get("conditions")
+    if not cond.is_true(conditions, cond.SUCCEEDED):
+        return None
+    return parse_time((cond.get(conditions, cond.SUCCEEDED) or {}).get("lastTransitionTime"))
 
 
 def is_controlled_by(body: dict[str, Any], schedule_uid: str) -> bool:
@@ -87,9 +86,9 @@ def child_from_body(body: dict[str, Any]) -> Child:
     state: ChildState
     if metadata.get("deletionTimestamp"):
         state = "deleting"
-    elif _condition_true(status, "Failed") or phase == "Failed":
+    elif cond.is_true(status.get("conditions"), cond.FAILED) or phase == Phase.FAILED:
         state = "failed"
-    elif _condition_true(status, "Succeeded") or phase == "Succeeded":
+    elif cond.is_true(status.get("conditions"), cond.SUCCEEDED) or phase == Phase.SUCCEEDED:
         state = "succeeded"
     else:
         state = "active"
