@@ -22,6 +22,7 @@ from typing import Any
 
 from . import conditions as cond
 from . import naming
+from .assembly import invalid_spec_status
 from .builders import checkpoint_base_uri
 from .failure_policy import pod_index
 from .jobview import InvalidSpecError, JobView
@@ -29,7 +30,7 @@ from .kube import Kube
 from .metrics import OperatorMetrics
 from .plan import CreateJob, CreateService, Decision, DeleteFineTuneJob, DeleteJob, Observed
 from .progress_poller import ProgressPoller, metrics_url
-from .reconcile import decide, invalid_spec_status
+from .reconcile import decide
 from .settings import Settings
 from .trainer_metrics import checkpoint_fields, progress_fields
 from .workers import Key, WorkerPool

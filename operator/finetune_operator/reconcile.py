@@ -21,7 +21,8 @@ at any point converges when it comes back. The rules, in the order they are appl
    attempt is left, so two attempts never run at once.
 
 The controller writes the status first and acts afterwards; every action is idempotent (fixed names,
-"already exists" and "not found" are success).
+"already exists" and "not found" are success). Turning the rules' result into the status document
+and the Events (default conditions, phase, headline, progress) is assembly.py's part.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 
 from . import conditions as cond
 from . import naming
+from .assembly import RulesResult, assemble_decision
 from .backoff import restart_delay_seconds
 from .builders import build_job, build_service
 from .failure_policy import (
@@ -43,33 +45,10 @@ from .failure_policy import (
     worker_summary,
 )
 from .jobview import JobView
-from .plan import (
-    Action,
-    CreateJob,
-    CreateService,
-    Decision,
-    DeleteFineTuneJob,
-    DeleteJob,
-    Event,
-    Observed,
-)
-from .progress_status import (
-    checkpoint_event,
-    completion_summary,
-    final_metric_text,
-    merged_checkpoint,
-    merged_progress,
-)
+from .plan import Action, CreateJob, CreateService, Decision, DeleteFineTuneJob, DeleteJob, Event, Observed
+from .progress_status import completion_summary, final_metric_text, merged_progress
 from .settings import Settings
-from .status import (
-    event_worthy,
-    parse_time,
-    phase_of,
-    restarts_of,
-    rfc3339,
-    stall_check_due,
-    stalled_condition,
-)
+from .status import parse_time, restarts_of, rfc3339, stall_check_due, stalled_condition
 
 
 def _deleting(obj: dict[str, Any]) -> bool:
@@ -249,14 +228,16 @@ class _Pass:
         restarting = self.current(cond.RESTARTING) or {}
         if attempt != self.attempt - 1 or restarting.get("reason") != "WorkerFailed":
             return 0.0
-        base = float(self.job.run_policy.get("backoffSeconds", self.settings.restart_backoff_seconds))
-        delay = restart_delay_seconds(
-            self.restarts["failures"], base, self.settings.restart_backoff_max_seconds
-        )
+        delay = self.restart_delay(self.restarts["failures"])
         failed_at = failure_time(self.observed.jobs[attempt], self.observed.pods.get(attempt, ()))
         if failed_at is None:
             failed_at = parse_time(restarting.get("lastTransitionTime")) or self.now
         return max(0.0, (failed_at - self.now).total_seconds() + delay)
+
+    def restart_delay(self, failures: int) -> float:
+        """Backoff after the `failures`-th counted failure: runPolicy.backoffSeconds doubling, capped."""
+        base = float(self.job.run_policy.get("backoffSeconds", self.settings.restart_backoff_seconds))
+        return restart_delay_seconds(failures, base, self.settings.restart_backoff_max_seconds)
 
     def start_attempt(self) -> None:
         if self.attempt == 0:
@@ -345,8 +326,7 @@ class _Pass:
         self.restarts["failures"] = failures
         self.restarts["total"] += 1
         self.attempt = attempt + 1
-        base = float(self.job.run_policy.get("backoffSeconds", self.settings.restart_backoff_seconds))
-        delay = restart_delay_seconds(failures, base, self.settings.restart_backoff_max_seconds)
+        delay = self.restart_delay(failures)
         message = (
             f"attempt {attempt} failed: {outcome.message}; attempt {self.attempt} starts in {int(delay)}s "
             f"(failure {failures} of at most {limit + 1})"
@@ -374,124 +354,24 @@ class _Pass:
         self.delete_job(attempt, f"replaced by attempt {self.attempt}")
 
     # --- the result ----------------------------------------------------------------------------
-    def decision(self) -> Decision:
-        wanted = dict(self.wanted)
-        for kind in (
-            cond.CREATED,
-            cond.RUNNING,
-            cond.RESTARTING,
-            cond.SUSPENDED,
-            cond.SUCCEEDED,
-            cond.FAILED,
-        ):
-            if kind not in wanted and self.current(kind) is None:
-                wanted[kind] = cond.Desired(
-                    kind, "False", "Initializing" if kind == cond.CREATED else "NotStarted"
-                )
-        merged, transitions = cond.merge_conditions(
-            self.conditions, wanted.values(), rfc3339(self.now), self.job.generation
-        )
-        status = dict(self.job.status)
-        status.update(
-            {
-                "phase": phase_of(merged),
-                "conditions": merged,
-                "observedGeneration": self.job.generation,
-                "attempt": self.attempt,
-                "restarts": dict(self.restarts),
-                "message": _headline(merged),
-            }
-        )
-        if self.start_time:
-            status["startTime"] = self.start_time
-        if self.completion_time:
-            status["completionTime"] = self.completion_time
-        if self.workers is not None:
-            status["workers"] = self.workers
-        progress_events = self.progress_into(status, merged)
-        events = (
-            [
-                Event(
-                    "Warning" if transition.warning else "Normal",
-                    transition.reason,
-                    transition.message or transition.reason,
-                )
-                for transition in transitions
-                if event_worthy(transition)
-            ]
-            + self.events
-            + progress_events
-        )
-        return Decision(
-            status=status,
+    def result(self) -> RulesResult:
+        return RulesResult(
+            wanted=self.wanted,
+            attempt=self.attempt,
+            restarts=self.restarts,
+            start_time=self.start_time,
+            completion_time=self.completion_time,
+            workers=self.workers,
             actions=self.actions,
-            events=events,
-            requeue_after=min(self.requeues) if self.requeues else None,
+            events=self.events,
+            requeues=self.requeues,
             restart_kind=self.restart_kind,
             completion=self.completion,
         )
-
-    def progress_into(self, status: dict[str, Any], conditions: list[dict[str, Any]]) -> list[Event]:
-        """Fill status.progress, status.checkpoint and (on success) status.output; checkpoint events."""
-        succeeded = cond.is_true(conditions, cond.SUCCEEDED)
-        summary = completion_summary(self.observed.pods.get(self.attempt, ())) if succeeded else None
-        progress = merged_progress(
-            self.job.status.get("progress"), self.observed.progress, summary, succeeded
-        )
-        if progress:
-            status["progress"] = progress
-        previous_checkpoint = self.job.status.get("checkpoint")
-        checkpoint = merged_checkpoint(previous_checkpoint, self.observed.checkpoint)
-        if checkpoint:
-            status["checkpoint"] = checkpoint
-        if succeeded and not status.get("output"):
-            output = (summary or {}).get("output") or (self.job.spec.get("output") or {}).get("uri")
-            status["output"] = {"uri": output}
-        message = checkpoint_event(previous_checkpoint, checkpoint, self.observed.checkpoint_event_due)
-        return [Event("Normal", "CheckpointCommitted", message)] if message else []
-
-
-def _headline(conditions: list[dict[str, Any]]) -> str:
-    for kind in (cond.FAILED, cond.SUCCEEDED, cond.SUSPENDED, cond.RESTARTING, cond.STALLED, cond.RUNNING):
-        condition = cond.get(conditions, kind)
-        if condition and condition.get("status") == "True" and condition.get("message"):
-            return condition["message"]
-    running = cond.get(conditions, cond.RUNNING) or {}
-    return running.get("message") or ""
 
 
 def decide(job: JobView, observed: Observed, now: datetime.datetime, settings: Settings) -> Decision:
     """Everything one reconcile pass should do for `job`, given what exists (see the module docstring)."""
     one_pass = _Pass(job, observed, now, settings)
     one_pass.run()
-    return one_pass.decision()
-
-
-def invalid_spec_status(
-    status: dict[str, Any], generation: int, message: str, now: datetime.datetime
-) -> tuple[dict[str, Any], list[Event]]:
-    """The status of a FineTuneJob whose spec does not parse: Failed with the validation message."""
-    current = list(status.get("conditions") or [])
-    if cond.is_true(current, cond.SUCCEEDED) or cond.is_true(current, cond.FAILED):
-        return dict(status), []
-    merged, transitions = cond.merge_conditions(
-        current,
-        [
-            cond.Desired(cond.FAILED, "True", "InvalidSpec", message),
-            cond.Desired(cond.RUNNING, "False", "InvalidSpec", message),
-        ],
-        rfc3339(now),
-        generation,
-    )
-    new = dict(status)
-    new.update(
-        {
-            "phase": phase_of(merged),
-            "conditions": merged,
-            "observedGeneration": generation,
-            "message": message,
-            "completionTime": status.get("completionTime") or rfc3339(now),
-        }
-    )
-    events = [Event("Warning", "InvalidSpec", message)] if transitions else []
-    return new, events
+    return assemble_decision(job, observed, now, one_pass.result())

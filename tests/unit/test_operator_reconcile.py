@@ -7,10 +7,11 @@ import datetime
 import pytest
 
 from finetune_operator import conditions as cond
+from finetune_operator.assembly import invalid_spec_status
 from finetune_operator.backoff import restart_delay_seconds
 from finetune_operator.jobview import JobView
 from finetune_operator.plan import CreateJob, CreateService, DeleteFineTuneJob, DeleteJob, Observed
-from finetune_operator.reconcile import decide, invalid_spec_status
+from finetune_operator.reconcile import decide
 from finetune_operator.settings import Settings
 from finetune_operator.status import stalled_condition
 from tests.plugins.operator_objects import job_obj, pod_obj, true
