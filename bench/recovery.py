@@ -32,6 +32,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
@@ -224,7 +225,8 @@ def one_recovery(cluster: BenchCluster, kubeconfig: Path, work: Path) -> dict[st
         operator.stop()
         report.progress(f"recovery: deleting namespace {namespace}")
         cluster.delete_namespace(namespace, wait=WAIT)
-        cluster.s3().rm(prefix.removeprefix("s3://"), recursive=True)
+        with contextlib.suppress(FileNotFoundError):
+            cluster.s3().rm(prefix.removeprefix("s3://"), recursive=True)
 
 
 PHASES = (

@@ -23,6 +23,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -162,28 +163,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model, data = prepare(work, args.hidden, args.layers, records=max(400, args.steps * BATCH // 2))
         bucket = env.get("S3_BUCKET", "finetune")
         prefix = f"s3://{bucket}/bench/trainer-{uuid.uuid4().hex[:8]}"
-        never = 10**9
-        plain, ours = [], []
-        for repeat in range(args.repeats):
-            report.progress(f"steps/s pair {repeat + 1}/{args.repeats}: plain HF Trainer, then ours")
-            plain.append(run_plain(work, env, model, data, args.steps, 10))
-            spec = ours_spec(
-                model, data, f"{prefix}/out-{repeat}", f"{prefix}/none-{repeat}", args.steps, never, 10
-            )
-            ours.append(train_seconds(run_ours(work, env, spec, f"ours-{repeat}")))
-        report.progress("step times: ours without checkpoints, loggingSteps 1")
-        spec = ours_spec(model, data, f"{prefix}/out-a", f"{prefix}/none-a", args.steps, never, 1)
-        baseline = trainer_logs.step_log_times(run_ours(work, env, spec, "ours-no-ckpt"))
-        report.progress(f"step times: ours with a checkpoint every {args.every} steps to S3")
-        ckpt_uri = f"{prefix}/ckpt"
-        spec = ours_spec(model, data, f"{prefix}/out-b", ckpt_uri, args.steps, args.every, 1)
-        records = run_ours(work, env, spec, "ours-ckpt")
-        times = trainer_logs.step_log_times(records)
-        found = trainer_logs.commits(records)
-        classes = trainer_logs.classify_steps(trainer_logs.step_durations(times), times, found)
-        without = list(trainer_logs.step_durations(baseline).values())
-        copy = copy_throughput(cluster.s3(), ckpt_uri, found[-1].step, work) if found else {}
-        cluster.s3().rm(prefix.removeprefix("s3://"), recursive=True)
+        try:
+            never = 10**9
+            plain, ours = [], []
+            for repeat in range(args.repeats):
+                report.progress(f"steps/s pair {repeat + 1}/{args.repeats}: plain HF Trainer, then ours")
+                plain.append(run_plain(work, env, model, data, args.steps, 10))
+                spec = ours_spec(
+                    model, data, f"{prefix}/out-{repeat}", f"{prefix}/none-{repeat}", args.steps, never, 10
+                )
+                ours.append(train_seconds(run_ours(work, env, spec, f"ours-{repeat}")))
+            report.progress("step times: ours without checkpoints, loggingSteps 1")
+            spec = ours_spec(model, data, f"{prefix}/out-a", f"{prefix}/none-a", args.steps, never, 1)
+            baseline = trainer_logs.step_log_times(run_ours(work, env, spec, "ours-no-ckpt"))
+            report.progress(f"step times: ours with a checkpoint every {args.every} steps to S3")
+            ckpt_uri = f"{prefix}/ckpt"
+            spec = ours_spec(model, data, f"{prefix}/out-b", ckpt_uri, args.steps, args.every, 1)
+            records = run_ours(work, env, spec, "ours-ckpt")
+            times = trainer_logs.step_log_times(records)
+            found = trainer_logs.commits(records)
+            classes = trainer_logs.classify_steps(trainer_logs.step_durations(times), times, found)
+            without = list(trainer_logs.step_durations(baseline).values())
+            copy = copy_throughput(cluster.s3(), ckpt_uri, found[-1].step, work) if found else {}
+        finally:  # also after a failed run: leave the bucket as found
+            with contextlib.suppress(FileNotFoundError):
+                cluster.s3().rm(prefix.removeprefix("s3://"), recursive=True)
 
     plain_rate = [args.steps / s for s in plain]
     ours_rate = [args.steps / s for s in ours]
