@@ -91,6 +91,8 @@ def scale_section(result: dict[str, Any]) -> str:
                 op["peakRssMiB"],
                 op["cpuSeconds"],
                 op["cpuSecondsPerJob"],
+                op.get("reconcilePassesPerJob"),
+                op.get("reconcileMeanSeconds"),
                 size["wallSeconds"],
             ]
         )
@@ -122,6 +124,8 @@ def scale_section(result: dict[str, Any]) -> str:
                 "peak RSS MiB",
                 "CPU s",
                 "CPU s per job",
+                "reconcile passes per job",
+                "mean pass s",
                 "wall s (both runs)",
             ],
             resources,

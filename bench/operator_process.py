@@ -86,6 +86,14 @@ class OperatorProcess:
                 continue
             self._peak_rss = max(self._peak_rss, rss)
 
+    def metrics_text(self) -> str:
+        """The operator's own /metrics ('' when it does not answer)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as answer:
+                return answer.read().decode()
+        except OSError:
+            return ""
+
     def cpu_seconds(self) -> float:
         total = 0.0
         for process in self._processes():

@@ -32,7 +32,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench import report, scale_metrics, scale_plan, stats
+from bench import promtext, report, scale_metrics, scale_plan, stats
 from bench.cluster_session import FLOW_SCHEMA, BenchCluster
 from bench.operator_process import OperatorProcess
 from bench.watching import (
@@ -217,6 +217,7 @@ def run_operator(
             poll=0.2,
         )
         cpu_seconds = operator.cpu_seconds() - cpu_before
+        reconciles = reconcile_stats(operator.metrics_text(), size)
         requests_after = cluster.request_counts()
         operator_requests = requests_after.get(FLOW_SCHEMA, 0) - requests_before.get(FLOW_SCHEMA, 0)
         result = {"applySeconds": round(apply_seconds, 3), "annotateSeconds": round(succeed_seconds, 3)}
@@ -228,6 +229,7 @@ def run_operator(
             "peakRssMiB": round(operator.peak_rss_bytes() / 2**20, 1),
             "cpuSeconds": round(cpu_seconds, 2),
             "cpuSecondsPerJob": round(cpu_seconds / size, 4),
+            **reconciles,
         }
         result["watchErrors"] = run.pods.errors + run.jobs.errors + ftjs.errors
         return result
@@ -237,6 +239,26 @@ def run_operator(
         operator.stop()
         report.progress(f"operator N={size}: deleting namespace {namespace}")
         cluster.delete_namespace(namespace, wait=phase_timeout(run.pods_expected))
+
+
+def reconcile_stats(metrics_text: str, jobs: int) -> dict[str, Any]:
+    """Reconcile passes by result, per job, and their mean duration, from the operator's /metrics."""
+    samples = promtext.parse(
+        metrics_text,
+        (
+            "finetune_operator_reconcile_total",
+            "finetune_operator_reconcile_duration_seconds_sum",
+            "finetune_operator_reconcile_duration_seconds_count",
+        ),
+    )
+    passes = promtext.total(samples, "finetune_operator_reconcile_total")
+    count = promtext.total(samples, "finetune_operator_reconcile_duration_seconds_count")
+    seconds = promtext.total(samples, "finetune_operator_reconcile_duration_seconds_sum")
+    return {
+        "reconcilePasses": promtext.by_label(samples, "finetune_operator_reconcile_total", "result"),
+        "reconcilePassesPerJob": round(passes / jobs, 2),
+        "reconcileMeanSeconds": round(seconds / count, 4) if count else None,
+    }
 
 
 def headline(floor: dict[str, Any], operator: dict[str, Any]) -> dict[str, Any]:

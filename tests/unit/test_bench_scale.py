@@ -111,3 +111,23 @@ def test_table_renders_markdown_with_dashes_for_missing_values():
         "| 100 | 1.23  |",
         "| 500 | -     |",
     ]
+
+
+def test_reconcile_stats_from_the_operators_metrics():
+    from bench.operator_scale import reconcile_stats
+
+    text = "\n".join(
+        [
+            'finetune_operator_reconcile_total{result="ok"} 30.0',
+            'finetune_operator_reconcile_total{result="conflict"} 2.0',
+            'finetune_operator_reconcile_duration_seconds_bucket{le="0.1"} 30.0',
+            "finetune_operator_reconcile_duration_seconds_count 32.0",
+            "finetune_operator_reconcile_duration_seconds_sum 1.6",
+        ]
+    )
+    assert reconcile_stats(text, jobs=10) == {
+        "reconcilePasses": {"ok": 30.0, "conflict": 2.0},
+        "reconcilePassesPerJob": 3.2,
+        "reconcileMeanSeconds": 0.05,
+    }
+    assert reconcile_stats("", jobs=10)["reconcileMeanSeconds"] is None
