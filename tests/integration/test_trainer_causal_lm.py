@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 from finetune_trainer.data import IGNORE_INDEX, tokenize_causal
 from finetune_trainer.settings import DatasetSettings
 
-from .trainer_helpers import run_trainer, sft_records, trainer_env, write_jsonl, write_tiny_gpt2
+from .trainer_helpers import (
+    run_trainer,
+    s3_test_prefix,
+    sft_records,
+    trainer_env,
+    write_config,
+    write_jsonl,
+    write_tiny_gpt2,
+)
 
 
 def test_only_response_tokens_carry_loss(tmp_path):
@@ -29,7 +36,7 @@ def test_lora_sft_merges_and_generates(tmp_path, s3_bucket, s3, cluster_env):
 
     model_dir = write_tiny_gpt2(tmp_path / "model")
     write_jsonl(tmp_path / "sft.jsonl", sft_records(64))
-    prefix = f"s3://{s3_bucket}/trainer-tests/{uuid.uuid4().hex[:10]}"
+    prefix = s3_test_prefix(s3_bucket)
     spec = {
         "model": {"uri": f"file://{model_dir}", "task": "causal-lm",
                   "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
@@ -40,9 +47,7 @@ def test_lora_sft_merges_and_generates(tmp_path, s3_bucket, s3, cluster_env):
         "output": {"uri": f"{prefix}/out", "mergeLora": True},
         "storage": {"secretRef": {"name": "s3-credentials"}},
     }  # fmt: skip
-    config = tmp_path / "job.json"
-    config.write_text(json.dumps(spec))
-    result = run_trainer(config, trainer_env(tmp_path, **cluster_env))
+    result = run_trainer(write_config(tmp_path / "job.json", spec), trainer_env(tmp_path, **cluster_env))
     assert result.returncode == 0, result.stderr[-4000:]
 
     local = tmp_path / "merged"

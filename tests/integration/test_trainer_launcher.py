@@ -7,36 +7,25 @@ message, which is what the operator's failure policy reads.
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 from localcluster.waiting import wait_until
 
-from .test_trainer_torchrun import free_port
 from .trainer_helpers import (
-    REPO,
     classification_spec,
+    committed_steps,
     json_lines,
-    sentiment_records,
+    s3_test_prefix,
+    start_distributed,
+    tiny_classification_files,
     trainer_env,
-    write_jsonl,
-    write_tiny_bert,
+    until_stopped_spec,
+    write_config,
 )
 
 GRACE_SECONDS = 90
-
-
-def launcher(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
-    command = [
-        sys.executable, "-m", "finetune_trainer.launch", "--nnodes=1", "--nproc-per-node=2",
-        "--master-addr=127.0.0.1", f"--master-port={free_port()}",
-        "-m", "finetune_trainer", "--config", str(config),
-    ]  # fmt: skip
-    return subprocess.Popen(command, env=env, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
+LAUNCHER = "finetune_trainer.launch"
 
 
 def test_invalid_configuration_exits_78_through_torchrun(tmp_path: Path) -> None:
@@ -44,28 +33,21 @@ def test_invalid_configuration_exits_78_through_torchrun(tmp_path: Path) -> None
         "file:///nonexistent/model", "file:///nonexistent/train.jsonl", None,
         f"file://{tmp_path}/out", f"file://{tmp_path}/ckpt", learningRate=-1,
     )  # fmt: skip
-    config = tmp_path / "job.json"
-    config.write_text(json.dumps(spec))
+    config = write_config(tmp_path / "job.json", spec)
     log = tmp_path / "launch.log"
-    process = launcher(config, trainer_env(tmp_path, GLOO_SOCKET_IFNAME="lo"), log)
+    process = start_distributed(LAUNCHER, config, trainer_env(tmp_path, GLOO_SOCKET_IFNAME="lo"), log)
     assert process.wait(timeout=GRACE_SECONDS) == 78, log.read_text()[-3000:]
     message = (tmp_path / "termination-log").read_text()
     assert message.startswith("invalid configuration or data:") and "spec.training.learningRate" in message
 
 
 def test_sigterm_to_the_launcher_commits_and_exits_143(tmp_path: Path, s3_bucket: str, cluster_env) -> None:
-    model = write_tiny_bert(tmp_path / "model")
-    write_jsonl(tmp_path / "train.jsonl", sentiment_records(160, seed=3))
-    prefix = f"s3://{s3_bucket}/trainer-tests/{uuid.uuid4().hex[:10]}"
-    spec = classification_spec(
-        f"file://{model}", f"file://{tmp_path}/train.jsonl", None, f"{prefix}/out", f"{prefix}/ckpt",
-        maxSteps=100000, scheduler="constant",
-    )  # fmt: skip
-    spec["training"]["evaluation"] = {"strategy": "no"}
-    config = tmp_path / "job.json"
-    config.write_text(json.dumps(spec))
+    model, train = tiny_classification_files(tmp_path, seed=3)
+    spec = until_stopped_spec(model, train, s3_test_prefix(s3_bucket))
+    config = write_config(tmp_path / "job.json", spec)
     log = tmp_path / "launch.log"
-    process = launcher(config, trainer_env(tmp_path, **cluster_env, GLOO_SOCKET_IFNAME="lo"), log)
+    env = trainer_env(tmp_path, **cluster_env, GLOO_SOCKET_IFNAME="lo")
+    process = start_distributed(LAUNCHER, config, env, log)
     try:
         wait_until(
             lambda: any(r.get("msg") == "train log" for r in json_lines(log.read_text())),
@@ -81,5 +63,5 @@ def test_sigterm_to_the_launcher_commits_and_exits_143(tmp_path: Path, s3_bucket
     assert code == 143, text[-3000:]
     message = (tmp_path / "termination-log").read_text()
     assert message.startswith("stopped on SIGTERM at step"), message
-    committed = [r["checkpoint_step"] for r in json_lines(text) if r.get("msg") == "checkpoint committed"]
+    committed = committed_steps(text)
     assert committed and message.split()[5] == str(committed[-1])

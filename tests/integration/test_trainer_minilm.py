@@ -7,12 +7,18 @@ the same validation data. A few dozen steps through the trainer must beat it.
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import torch
 
-from .trainer_helpers import run_trainer, sentiment_records, trainer_env, write_jsonl
+from .trainer_helpers import (
+    run_trainer,
+    s3_test_prefix,
+    sentiment_records,
+    trainer_env,
+    write_config,
+    write_jsonl,
+)
 
 
 def minilm_dir() -> Path:
@@ -40,7 +46,7 @@ def test_minilm_fine_tuning_beats_its_untrained_head(tmp_path, s3_bucket, cluste
     val = sentiment_records(80, seed=2, positive_share=0.5)
     write_jsonl(tmp_path / "train.jsonl", sentiment_records(192, seed=1, positive_share=0.5))
     write_jsonl(tmp_path / "val.jsonl", val)
-    prefix = f"s3://{s3_bucket}/trainer-tests/{uuid.uuid4().hex[:10]}"
+    prefix = s3_test_prefix(s3_bucket)
     spec = {
         "model": {"uri": f"file://{minilm_dir()}", "task": "sequence-classification", "numLabels": 2,
                   "labels": ["neg", "pos"]},
@@ -52,9 +58,7 @@ def test_minilm_fine_tuning_beats_its_untrained_head(tmp_path, s3_bucket, cluste
         "output": {"uri": f"{prefix}/out"},
         "storage": {"secretRef": {"name": "s3-credentials"}},
     }  # fmt: skip
-    config = tmp_path / "job.json"
-    config.write_text(json.dumps(spec))
-    result = run_trainer(config, trainer_env(tmp_path, **cluster_env))
+    result = run_trainer(write_config(tmp_path / "job.json", spec), trainer_env(tmp_path, **cluster_env))
     assert result.returncode == 0, result.stderr[-4000:]
     final = [json.loads(line) for line in result.stderr.splitlines() if '"training finished"' in line][-1]
     baseline = untrained_head_accuracy(val)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import uuid
 from collections import defaultdict
 
 import pytest
@@ -21,11 +20,11 @@ from .trainer_helpers import (
     classification_spec,
     json_lines,
     run_trainer,
-    sentiment_records,
+    s3_test_prefix,
     step_losses,
+    tiny_classification_files,
     trainer_env,
-    write_jsonl,
-    write_tiny_bert,
+    write_config,
 )
 
 KILL_STEP = 15  # 20 steps per epoch: the kill lands mid-epoch, so the data position matters
@@ -42,14 +41,13 @@ def sample_log(path) -> dict[int, list[int]]:
 
 @pytest.fixture
 def job(tmp_path, s3_bucket):
-    model = write_tiny_bert(tmp_path / "model")
-    write_jsonl(tmp_path / "train.jsonl", sentiment_records(160, seed=1))
-    prefix = f"s3://{s3_bucket}/trainer-tests/{uuid.uuid4().hex[:10]}"
+    model, train = tiny_classification_files(tmp_path, seed=1)
+    prefix = s3_test_prefix(s3_bucket)
 
     def config(name: str):
         spec = classification_spec(
             f"file://{model}",
-            f"file://{tmp_path}/train.jsonl",
+            f"file://{train}",
             None,
             f"{prefix}/{name}/out",
             f"{prefix}/{name}/ckpt",
@@ -58,9 +56,7 @@ def job(tmp_path, s3_bucket):
         )
         spec["dataset"]["split"] = {"validation": 0.0}
         spec["training"]["evaluation"] = {"strategy": "no"}
-        path = tmp_path / f"{name}.json"
-        path.write_text(json.dumps(spec))
-        return path
+        return write_config(tmp_path / f"{name}.json", spec)
 
     return config, prefix
 

@@ -11,50 +11,24 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-import uuid
 from pathlib import Path
 
+from localcluster.waiting import wait_until
+
 from .trainer_helpers import (
-    REPO,
-    classification_spec,
+    committed_steps,
     json_lines,
-    sentiment_records,
+    s3_test_prefix,
+    start_distributed,
+    tiny_classification_files,
     trainer_env,
-    write_jsonl,
-    write_tiny_bert,
+    until_stopped_spec,
+    write_config,
 )
 
 DEADLINE_SECONDS = 180
 GRACE_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_torchrun(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-        "--master-addr=127.0.0.1", f"--master-port={free_port()}",
-        "-m", "finetune_trainer", "--config", str(config),
-    ]  # fmt: skip
-    return subprocess.Popen(command, env=env, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
-
-
-def wait_until(predicate, what: str, deadline: float = DEADLINE_SECONDS):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+TORCHRUN = "torch.distributed.run"
 
 
 def train_steps(log: Path) -> list[int]:
@@ -84,25 +58,23 @@ def stop_steps(log: Path) -> dict[int, int]:
 
 
 def test_sigterm_to_one_worker_commits_one_checkpoint_and_resumes(tmp_path, s3_bucket, s3, cluster_env):
-    model = write_tiny_bert(tmp_path / "model")
-    write_jsonl(tmp_path / "train.jsonl", sentiment_records(160, seed=1))
-    prefix = f"s3://{s3_bucket}/trainer-tests/{uuid.uuid4().hex[:10]}"
-    spec = classification_spec(
-        f"file://{model}", f"file://{tmp_path}/train.jsonl", None, f"{prefix}/out", f"{prefix}/ckpt",
-        maxSteps=100000, scheduler="constant", learningRate=1e-3,
-    )  # fmt: skip
-    spec["training"]["evaluation"] = {"strategy": "no"}
+    model, train = tiny_classification_files(tmp_path, seed=1)
+    prefix = s3_test_prefix(s3_bucket)
+    spec = until_stopped_spec(model, train, prefix, learningRate=1e-3)
     spec["checkpoint"]["everySteps"] = 1000000
-    config = tmp_path / "job.json"
-    config.write_text(json.dumps(spec))
+    config = write_config(tmp_path / "job.json", spec)
     env = trainer_env(tmp_path, **cluster_env, GLOO_SOCKET_IFNAME="lo")
 
     # First attempt: SIGTERM to rank 1 only.
     first_log = tmp_path / "first.log"
-    agent = start_torchrun(config, env, first_log)
+    agent = start_distributed(TORCHRUN, config, env, first_log)
     try:
-        wait_until(lambda: len(train_steps(first_log)) >= 3, "three training steps")
-        pids = wait_until(lambda: len(worker_pids(agent.pid)) == 2 and worker_pids(agent.pid), "two workers")
+        wait_until(lambda: len(train_steps(first_log)) >= 3, DEADLINE_SECONDS, "three training steps")
+        pids = wait_until(
+            lambda: len(worker_pids(agent.pid)) == 2 and worker_pids(agent.pid),
+            DEADLINE_SECONDS,
+            "two workers",
+        )
         os.kill(pids[1], signal.SIGTERM)
         agent.wait(timeout=GRACE_SECONDS)
     finally:
@@ -113,8 +85,7 @@ def test_sigterm_to_one_worker_commits_one_checkpoint_and_resumes(tmp_path, s3_b
     assert set(stops) == {0, 1}, text[-3000:]
     step = stops[0]
     assert stops[1] == step
-    committed = [r["checkpoint_step"] for r in json_lines(text) if r.get("msg") == "checkpoint committed"]
-    assert committed == [step]
+    assert committed_steps(text) == [step]
     assert "exitcode  : 143" in text or "exitcode: 143" in text, text[-2000:]
     manifest = json.loads(s3.cat_file(f"{prefix}/ckpt/checkpoint-{step}/manifest.json".removeprefix("s3://")))
     assert manifest["worldSize"] == 2
@@ -123,10 +94,12 @@ def test_sigterm_to_one_worker_commits_one_checkpoint_and_resumes(tmp_path, s3_b
 
     # Second attempt: resumes on both ranks from that step; SIGTERM to the agent this time.
     second_log = tmp_path / "second.log"
-    agent = start_torchrun(config, env, second_log)
+    agent = start_distributed(TORCHRUN, config, env, second_log)
     try:
         wait_until(
-            lambda: any(s > step + 2 for s in train_steps(second_log)), "training past the resumed step"
+            lambda: any(s > step + 2 for s in train_steps(second_log)),
+            DEADLINE_SECONDS,
+            "training past the resumed step",
         )
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=GRACE_SECONDS)
@@ -139,5 +112,5 @@ def test_sigterm_to_one_worker_commits_one_checkpoint_and_resumes(tmp_path, s3_b
     assert min(train_steps(second_log)) == step + 1
     second_stops = stop_steps(second_log)
     assert set(second_stops) == {0, 1} and len(set(second_stops.values())) == 1
-    later = [r["checkpoint_step"] for r in records if r.get("msg") == "checkpoint committed"]
+    later = committed_steps(second_log.read_text())
     assert later == [second_stops[0]] and later[0] > step

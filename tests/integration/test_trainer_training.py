@@ -8,7 +8,6 @@ left in object storage, its logs and its exit code.
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,11 @@ from .trainer_helpers import (
     classification_spec,
     json_lines,
     run_trainer,
+    s3_test_prefix,
     sentiment_records,
     step_losses,
     trainer_env,
+    write_config,
     write_jsonl,
     write_tiny_bert,
 )
@@ -47,7 +48,7 @@ DOCUMENTED_SERIES = [
 
 @pytest.fixture
 def s3_prefix(s3_bucket: str) -> str:
-    return f"s3://{s3_bucket}/trainer-tests/{uuid.uuid4().hex[:10]}"
+    return s3_test_prefix(s3_bucket)
 
 
 @pytest.fixture
@@ -75,17 +76,8 @@ def test_tiny_classifier_learns_and_publishes(tmp_path, tiny_bert, s3, s3_prefix
         epochs=4,
         learningRate=5e-3,
     )
-    config = tmp_path / "job.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "apiVersion": "finetune.dev/v1alpha1",
-                "kind": "FineTuneJob",
-                "metadata": {"name": "tiny"},
-                "spec": spec,
-            }
-        )
-    )
+    manifest = {"apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob", "metadata": {"name": "tiny"}}
+    config = write_config(tmp_path / "job.yaml", {**manifest, "spec": spec})
     snapshot = tmp_path / "metrics.txt"
     result = run_trainer(
         config, trainer_env(tmp_path, **cluster_env, FINETUNE_TEST_METRICS_SNAPSHOT=str(snapshot))
@@ -137,8 +129,7 @@ def test_bad_configuration_exits_78_naming_the_field(tmp_path, tiny_bert):
         f"file://{tmp_path}/ckpt",
         learningRate=-1,
     )
-    config = tmp_path / "job.json"
-    config.write_text(json.dumps(spec))
+    config = write_config(tmp_path / "job.json", spec)
     result = run_trainer(config, trainer_env(tmp_path))
     assert result.returncode == 78, result.stderr[-3000:]
     message = (tmp_path / "termination-log").read_text()
@@ -149,8 +140,7 @@ def test_bad_configuration_exits_78_naming_the_field(tmp_path, tiny_bert):
 def test_missing_dataset_file_exits_78_naming_the_file(tmp_path, tiny_bert, s3_prefix, cluster_env):
     missing = f"{s3_prefix}/data/missing.jsonl"
     spec = classification_spec(f"file://{tiny_bert}", missing, None, f"{s3_prefix}/out", f"{s3_prefix}/ckpt")
-    config = tmp_path / "job.json"
-    config.write_text(json.dumps(spec))
+    config = write_config(tmp_path / "job.json", spec)
     result = run_trainer(config, trainer_env(tmp_path, **cluster_env))
     assert result.returncode == 78, result.stderr[-3000:]
     message = (tmp_path / "termination-log").read_text()

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -166,6 +168,34 @@ def classification_spec(
     }
 
 
+def tiny_classification_files(directory: Path, seed: int = 1, count: int = 160) -> tuple[Path, Path]:
+    """A tiny BERT and `count` sentiment records written under `directory`: (model dir, train.jsonl)."""
+    model = write_tiny_bert(directory / "model")
+    train = write_jsonl(directory / "train.jsonl", sentiment_records(count, seed=seed))
+    return model, train
+
+
+def until_stopped_spec(model: Path, train: Path, prefix: str, **training: Any) -> dict[str, Any]:
+    """A classification job that trains until it is stopped: huge maxSteps, constant LR, no evaluation."""
+    spec = classification_spec(
+        f"file://{model}", f"file://{train}", None, f"{prefix}/out", f"{prefix}/ckpt",
+        maxSteps=100000, scheduler="constant", **training,
+    )  # fmt: skip
+    spec["training"]["evaluation"] = {"strategy": "no"}
+    return spec
+
+
+def s3_test_prefix(bucket: str) -> str:
+    """A fresh prefix in the test bucket, so tests never see each other's checkpoints or outputs."""
+    return f"s3://{bucket}/trainer-tests/{uuid.uuid4().hex[:10]}"
+
+
+def write_config(path: Path, spec: Mapping[str, Any]) -> Path:
+    """The trainer's --config file (JSON, which the trainer reads like YAML)."""
+    path.write_text(json.dumps(spec))
+    return path
+
+
 def trainer_env(tmp: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -200,6 +230,26 @@ def run_trainer(
     )
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_distributed(entry_module: str, config: Path, env: Mapping[str, str], log: Path) -> subprocess.Popen:
+    """Two local workers of `python -m finetune_trainer` under `python -m <entry_module>`.
+
+    `entry_module` is torch.distributed.run (torchrun itself) or finetune_trainer.launch (the pod's
+    entry point, which wraps torchrun); output goes to `log`.
+    """
+    command = [
+        sys.executable, "-m", entry_module, "--nnodes=1", "--nproc-per-node=2",
+        "--master-addr=127.0.0.1", f"--master-port={free_port()}",
+        "-m", "finetune_trainer", "--config", str(config),
+    ]  # fmt: skip
+    return subprocess.Popen(command, env=dict(env), cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
 def json_lines(text: str) -> list[dict[str, Any]]:
     out = []
     for line in text.splitlines():
@@ -218,3 +268,8 @@ def step_losses(stderr: str) -> dict[int, float]:
         for r in json_lines(stderr)
         if r.get("msg") == "train log" and "loss" in r
     }
+
+
+def committed_steps(text: str) -> list[int]:
+    """Steps of the 'checkpoint committed' log lines, in order."""
+    return [r["checkpoint_step"] for r in json_lines(text) if r.get("msg") == "checkpoint committed"]
