@@ -86,48 +86,44 @@ def component_kubeconfig(config: ClusterConfig, component: str) -> Path:
     return config.pki_dir / f"{component}.kubeconfig"
 
 
+def _component_argv(config: ClusterConfig, component: str, port: int, *own_flags: str) -> tuple[str, ...]:
+    """argv of kube-controller-manager or kube-scheduler: the flags they share around their own."""
+    kubeconfig = component_kubeconfig(config, component)
+    return (
+        str(config.kubernetes_bin_dir / f"kube-{component}"),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={port}",
+        f"--cert-dir={config.pki_dir / f'{component}-generated'}",
+        "--leader-elect=false",
+        *own_flags,
+        "--kube-api-qps=200",
+        "--kube-api-burst=400",
+        "--v=1",
+    )
+
+
 def controller_manager_spec(config: ClusterConfig) -> DaemonSpec:
     pki = config.pki_dir
-    kubeconfig = component_kubeconfig(config, "controller-manager")
     return DaemonSpec(
         name="kube-controller-manager",
-        argv=(
-            str(config.kubernetes_bin_dir / "kube-controller-manager"),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={config.ports.controller_manager}",
-            f"--cert-dir={pki / 'controller-manager-generated'}",
-            "--leader-elect=false",
+        argv=_component_argv(
+            config,
+            "controller-manager",
+            config.ports.controller_manager,
             "--use-service-account-credentials=true",
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
             f"--cluster-signing-cert-file={pki / 'ca.crt'}",
             f"--cluster-signing-key-file={pki / 'ca.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--kube-api-qps=200",
-            "--kube-api-burst=400",
-            "--v=1",
         ),
     )
 
 
 def scheduler_spec(config: ClusterConfig) -> DaemonSpec:
-    kubeconfig = component_kubeconfig(config, "scheduler")
     return DaemonSpec(
-        name="kube-scheduler",
-        argv=(
-            str(config.kubernetes_bin_dir / "kube-scheduler"),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={config.ports.scheduler}",
-            f"--cert-dir={config.pki_dir / 'scheduler-generated'}",
-            "--leader-elect=false",
-            "--kube-api-qps=200",
-            "--kube-api-burst=400",
-            "--v=1",
-        ),
+        name="kube-scheduler", argv=_component_argv(config, "scheduler", config.ports.scheduler)
     )

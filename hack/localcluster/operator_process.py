@@ -19,7 +19,8 @@ from localcluster.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 60.0
-# Fast cadences for tests and the demo: small restart backoff, frequent resync.
+# Fast cadences for tests and the demo: small restart backoff, frequent resync. Always on the command
+# line; a caller's base_args/extra_args come after them and override any of them.
 TEST_ARGS = (
     "--resync-seconds",
     "5",
@@ -47,8 +48,9 @@ class OperatorProcess:
         namespace: str,
         log_path: Path,
         extra_args: tuple[str, ...] = (),
-        base_args: tuple[str, ...] = TEST_ARGS,
+        base_args: tuple[str, ...] = (),
     ):
+        """`base_args` and then `extra_args` follow TEST_ARGS on the command line (a later flag wins)."""
         # A fixed Kopf peering identity: a restarted process is "the same pod" (a container restart), so
         # it does not wait out its killed predecessor's peering lease (60 s) as a new pod would.
         self.env = {**env, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "POD_ID": f"operator-{namespace}"}
@@ -70,14 +72,7 @@ class OperatorProcess:
             str(self.metrics_port),
             "--metrics-bind-address",
             "127.0.0.1",
-            "--resync-seconds",
-            "5",
-            "--restart-backoff-max-seconds",
-            "2",
-            "--workers",
-            "2",
-            "--log-level",
-            "INFO",
+            *TEST_ARGS,
             *self.extra_args,
         ]
 
