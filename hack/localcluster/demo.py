@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         if get_job(custom, NAMESPACE, JOB) is not None:
             custom.delete_namespaced_custom_object("finetune.dev", "v1alpha1", NAMESPACE, "finetunejobs", JOB)
         log_path = config.log_dir / f"operator-{NAMESPACE}.log"
-        operator = OperatorProcess(env, NAMESPACE, log_path, base_args=OPERATOR_ARGS)
+        operator = OperatorProcess(env, NAMESPACE, log_path, extra_args=OPERATOR_ARGS)
         operator.start()
         console.print(
             f"operator running (logs: {log_path}, metrics: http://127.0.0.1:{operator.metrics_port}/metrics)"

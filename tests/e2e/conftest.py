@@ -15,12 +15,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from localcluster.operator_process import TEST_ARGS, OperatorProcess
+from localcluster.operator_process import OperatorProcess
 from localcluster.quickstart import ensure_credentials, quickstart_manifest, with_spec
 from localcluster.seed import seed_quickstart
 
 E2E_OPERATOR_ARGS = (
-    *TEST_ARGS,
     "--progress-interval-seconds",
     "2",
     "--checkpoint-event-interval-seconds",
@@ -36,7 +35,7 @@ def seeded(cluster: Any, s3: Any, s3_bucket: str) -> dict[str, str]:
 @pytest.fixture
 def e2e_operator(cluster: Any, crds_installed: list[str], namespace: str) -> Iterator[OperatorProcess]:
     log = cluster.config.log_dir / f"operator-{namespace}.log"
-    process = OperatorProcess(cluster.env(), namespace, log, base_args=E2E_OPERATOR_ARGS)
+    process = OperatorProcess(cluster.env(), namespace, log, extra_args=E2E_OPERATOR_ARGS)
     process.start()
     yield process
     process.stop()
