@@ -45,7 +45,7 @@ class Settings:
     """At most one CheckpointCommitted event per job in this many seconds (status is always current)."""
     resync_seconds: float = 60.0
     """Every job is reconciled at least this often, even when nothing changed."""
-    workers: int = 4
+    workers: int = 16
     """Reconciles run concurrently for different jobs (never for the same job)."""
     peering_name: str = "finetune-operator"
     """Name of the Kopf peering object shared by the operator's replicas."""
@@ -167,7 +167,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers",
         type=int,
-        default=int(env_or("FINETUNE_RECONCILE_WORKERS", "4")),
+        default=int(env_or("FINETUNE_RECONCILE_WORKERS", "16")),
         help="concurrent reconciles of different jobs (env FINETUNE_RECONCILE_WORKERS)",
     )
     peering = parser.add_mutually_exclusive_group()
