@@ -197,10 +197,26 @@ class Kube:
 
     # --- peering ---------------------------------------------------------------------------------
     async def ensure_peering(self, name: str, namespaces: tuple[str, ...]) -> None:
-        """Create Kopf's peering object(s) if missing, so peering works without a manual step."""
+        """Create Kopf's peering object(s) if missing, so peering works without a manual step.
+
+        Looks first (the Helm chart creates the object and grants only get/patch on it by name), so
+        an operator with least-privilege RBAC never tries, and never warns about, a create it does
+        not need.
+        """
         body = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
         targets: list[str | None] = list(namespaces) or [None]
         for namespace in targets:
+            try:
+                if namespace is None:
+                    await self.custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", name)
+                else:
+                    await self.custom.get_namespaced_custom_object(
+                        "kopf.dev", "v1", namespace, "kopfpeerings", name
+                    )
+                continue
+            except ApiException as error:
+                if error.status not in (403, 404):
+                    raise
             try:
                 if namespace is None:
                     await self.custom.create_cluster_custom_object(

@@ -48,14 +48,14 @@ status subresource, never spec or metadata), pod create or delete (the Job contr
 {{- end }}
 
 {{- define "finetune-operator.peeringRule" -}}
-# Kopf peering: one active operator replica. Patch only the chart's own peering object.
+# Kopf peering: one active operator replica. Read and patch only the chart's own peering object.
 - apiGroups: ["kopf.dev"]
   resources: [{{ .resource | quote }}]
   verbs: ["list", "watch"]
 - apiGroups: ["kopf.dev"]
   resources: [{{ .resource | quote }}]
   resourceNames: [{{ .name | quote }}]
-  verbs: ["patch"]
+  verbs: ["get", "patch"]
 {{- end }}
 
 {{- define "finetune-operator.discoveryRule" -}}
