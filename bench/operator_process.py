@@ -1,77 +1,46 @@
-"""The operator as the benchmarks run it: its own process, identity and log; RSS and CPU sampled.
+"""The operator as the benchmarks run it: default settings, its own identity and log; RSS and CPU sampled.
 
 Why a subprocess with psutil: peak RSS and CPU seconds must be the operator's alone, taken from
-outside without instrumenting it. A sampler thread reads the RSS of the process (and any children)
-a few times a second and keeps the peak; CPU seconds are user + system time at the end of the
-measured window minus at its start.
+outside without instrumenting it. It is the tests' and demo's harness
+(`localcluster.operator_process`) with the operator's *default* cadence instead of the tests' fast
+one, plus a sampler thread that reads the RSS of the process (and any children) a few times a
+second and keeps the peak; CPU seconds are user + system time of the process tree.
 """
 
 from __future__ import annotations
 
 import contextlib
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import urllib.request
 from pathlib import Path
 
 import psutil
 
-from localcluster.waiting import wait_until
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from localcluster.operator_process import OperatorProcess as HarnessProcess
 
 
-def free_loopback_port() -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class OperatorProcess(HarnessProcess):
+    """`python -m finetune_operator --standalone` with default settings, measured from outside."""
 
-
-class OperatorProcess:
     def __init__(self, env: dict[str, str], namespace: str, kubeconfig: Path, log_path: Path, *extra: str):
-        self.env = {**env, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
-        self.namespace = namespace
-        self.log_path = log_path
-        self.port = free_loopback_port()
-        self.extra = extra
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(
+            {**env, "KUBECONFIG": str(kubeconfig)},
+            namespace,
+            log_path,
+            extra_args=("--standalone", "--log-level", "INFO", *extra),
+            cadence=(),
+        )
         self._peak_rss = 0
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
 
     @property
-    def command(self) -> list[str]:
-        return [
-            sys.executable, "-m", "finetune_operator",
-            "--namespace", self.namespace,
-            "--metrics-port", str(self.port), "--metrics-bind-address", "127.0.0.1",
-            "--standalone", "--log-level", "INFO",
-            *self.extra,
-        ]  # fmt: skip
+    def port(self) -> int:
+        return self.metrics_port
 
     def start(self, timeout: float = 120) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_until(
-            self._ready, timeout, f"the operator's /metrics on 127.0.0.1:{self.port}", hint=str(self.log_path)
-        )
+        super().start(timeout)
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
-
-    def _ready(self) -> bool:
-        if self.process is None or self.process.poll() is not None:
-            raise RuntimeError(f"the operator exited early; see {self.log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as answer:
-                return answer.status == 200
-        except OSError:
-            return False
 
     def _processes(self) -> list[psutil.Process]:
         assert self.process is not None
@@ -88,11 +57,7 @@ class OperatorProcess:
 
     def metrics_text(self) -> str:
         """The operator's own /metrics ('' when it does not answer)."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as answer:
-                return answer.read().decode()
-        except OSError:
-            return ""
+        return self.metrics()
 
     def cpu_seconds(self) -> float:
         total = 0.0
@@ -107,11 +72,4 @@ class OperatorProcess:
 
     def stop(self) -> None:
         self._stop.set()
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=30)
+        super().stop()

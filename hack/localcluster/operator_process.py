@@ -19,8 +19,8 @@ from localcluster.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 60.0
-# Fast cadences for tests and the demo: small restart backoff, frequent resync. Always on the command
-# line; a caller's base_args/extra_args come after them and override any of them.
+# Fast cadences for tests and the demo: small restart backoff, frequent resync. The default `cadence`
+# of OperatorProcess; a caller's base_args/extra_args come after them and override any of them.
 TEST_ARGS = (
     "--resync-seconds",
     "5",
@@ -49,15 +49,17 @@ class OperatorProcess:
         log_path: Path,
         extra_args: tuple[str, ...] = (),
         base_args: tuple[str, ...] = (),
+        cadence: tuple[str, ...] = TEST_ARGS,
     ):
-        """`base_args` and then `extra_args` follow TEST_ARGS on the command line (a later flag wins)."""
+        """`cadence` (default TEST_ARGS; () for the operator's own defaults), then `base_args`, then
+        `extra_args` on the command line (a later flag wins)."""
         # A fixed Kopf peering identity: a restarted process is "the same pod" (a container restart), so
         # it does not wait out its killed predecessor's peering lease (60 s) as a new pod would.
         self.env = {**env, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "POD_ID": f"operator-{namespace}"}
         self.namespace = namespace
         self.log_path = log_path
         self.metrics_port = free_loopback_port()
-        self.extra_args = (*base_args, *extra_args)
+        self.extra_args = (*cadence, *base_args, *extra_args)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,11 +74,10 @@ class OperatorProcess:
             str(self.metrics_port),
             "--metrics-bind-address",
             "127.0.0.1",
-            *TEST_ARGS,
             *self.extra_args,
         ]
 
-    def start(self) -> None:
+    def start(self, timeout: float = STARTUP_TIMEOUT) -> None:
         assert self.process is None or self.process.poll() is not None, "the operator is already running"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
@@ -86,7 +87,7 @@ class OperatorProcess:
             )
         wait_until(
             self._ready,
-            STARTUP_TIMEOUT,
+            timeout,
             f"the operator's /metrics on 127.0.0.1:{self.metrics_port}",
             hint=f"see {self.log_path}",
         )
