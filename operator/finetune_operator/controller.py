@@ -149,8 +149,8 @@ class Controller:
         self.metrics.set_job_progress(key, decision.status)
         if any(event.reason == "CheckpointCommitted" for event in decision.events):
             self._checkpoint_event_at[key] = now
-        if observed.progress is None and self.poller.latest(key) is not None and _finished(decision):
-            self.poller.forget(key)
+        if _finished(decision):
+            self.poller.forget(key)  # nothing left to scrape; the status keeps the last numbers
         if decision.restart_kind or decision.actions:
             logger.info(
                 "reconciled: %s",

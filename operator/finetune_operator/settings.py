@@ -59,6 +59,10 @@ class Settings:
         return not self.namespaces
 
 
+DEFAULTS = Settings()
+"""Each default is declared once, on the dataclass; the parser shows and uses the same values."""
+
+
 def _env_list(value: str | None) -> tuple[str, ...]:
     if not value:
         return ()
@@ -74,8 +78,8 @@ def _positive(name: str, value: float) -> float:
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     """The command line; defaults come from `env` so --help shows what is in effect."""
 
-    def env_or(key: str, default: str) -> str:
-        return env.get(key, default)
+    def env_or(key: str, default: object) -> str:
+        return env.get(key, str(default))
 
     parser = argparse.ArgumentParser(
         prog="finetune-operator",
@@ -95,28 +99,28 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--default-image",
-        default=env_or("FINETUNE_DEFAULT_IMAGE", DEFAULT_IMAGE),
+        default=env_or("FINETUNE_DEFAULT_IMAGE", DEFAULTS.default_image),
         help="trainer image for jobs without spec.image (env FINETUNE_DEFAULT_IMAGE)",
     )
     parser.add_argument(
         "--default-checkpoint-uri",
-        default=env_or("FINETUNE_DEFAULT_CHECKPOINT_URI", ""),
+        default=env_or("FINETUNE_DEFAULT_CHECKPOINT_URI", DEFAULTS.default_checkpoint_uri),
         help="checkpoint prefix for jobs without spec.checkpoint.uri (env FINETUNE_DEFAULT_CHECKPOINT_URI)",
     )
     parser.add_argument(
         "--metrics-port",
         type=int,
-        default=int(env_or("FINETUNE_METRICS_PORT", "8080")),
+        default=int(env_or("FINETUNE_METRICS_PORT", DEFAULTS.metrics_port)),
         help="port of the operator's /metrics, 0 disables (env FINETUNE_METRICS_PORT)",
     )
     parser.add_argument(
         "--metrics-bind-address",
-        default=env_or("FINETUNE_METRICS_BIND_ADDRESS", "127.0.0.1"),
+        default=env_or("FINETUNE_METRICS_BIND_ADDRESS", DEFAULTS.metrics_bind_address),
         help="address /metrics binds to (env FINETUNE_METRICS_BIND_ADDRESS; default 127.0.0.1)",
     )
     parser.add_argument(
         "--log-level",
-        default=env_or("FINETUNE_LOG_LEVEL", "INFO").upper(),
+        default=env_or("FINETUNE_LOG_LEVEL", DEFAULTS.log_level).upper(),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         type=str.upper,
         help="log level (env FINETUNE_LOG_LEVEL)",
@@ -124,57 +128,59 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--restart-backoff-seconds",
         type=float,
-        default=float(env_or("FINETUNE_RESTART_BACKOFF_SECONDS", "10")),
+        default=float(env_or("FINETUNE_RESTART_BACKOFF_SECONDS", DEFAULTS.restart_backoff_seconds)),
         help="base of the exponential restart backoff (env FINETUNE_RESTART_BACKOFF_SECONDS)",
     )
     parser.add_argument(
         "--restart-backoff-max-seconds",
         type=float,
-        default=float(env_or("FINETUNE_RESTART_BACKOFF_MAX_SECONDS", "300")),
+        default=float(env_or("FINETUNE_RESTART_BACKOFF_MAX_SECONDS", DEFAULTS.restart_backoff_max_seconds)),
         help="cap of the restart backoff (env FINETUNE_RESTART_BACKOFF_MAX_SECONDS)",
     )
     parser.add_argument(
         "--stall-after-seconds",
         type=float,
-        default=float(env_or("FINETUNE_STALL_AFTER_SECONDS", "900")),
+        default=float(env_or("FINETUNE_STALL_AFTER_SECONDS", DEFAULTS.stall_after_seconds)),
         help="seconds without step progress before Stalled=True (env FINETUNE_STALL_AFTER_SECONDS)",
     )
     parser.add_argument(
         "--progress-interval-seconds",
         type=float,
-        default=float(env_or("FINETUNE_PROGRESS_INTERVAL_SECONDS", "10")),
+        default=float(env_or("FINETUNE_PROGRESS_INTERVAL_SECONDS", DEFAULTS.progress_interval_seconds)),
         help="read rank 0's metrics this often while a job runs (env FINETUNE_PROGRESS_INTERVAL_SECONDS)",
     )
     parser.add_argument(
         "--progress-max-backoff-seconds",
         type=float,
-        default=float(env_or("FINETUNE_PROGRESS_MAX_BACKOFF_SECONDS", "120")),
+        default=float(env_or("FINETUNE_PROGRESS_MAX_BACKOFF_SECONDS", DEFAULTS.progress_max_backoff_seconds)),
         help="backoff cap while rank 0's metrics are unreachable (env FINETUNE_PROGRESS_MAX_BACKOFF_SECONDS)",
     )
     parser.add_argument(
         "--checkpoint-event-interval-seconds",
         type=float,
-        default=float(env_or("FINETUNE_CHECKPOINT_EVENT_INTERVAL_SECONDS", "60")),
+        default=float(
+            env_or("FINETUNE_CHECKPOINT_EVENT_INTERVAL_SECONDS", DEFAULTS.checkpoint_event_interval_seconds)
+        ),
         help="at most one CheckpointCommitted event per job this often "
         "(env FINETUNE_CHECKPOINT_EVENT_INTERVAL_SECONDS)",
     )
     parser.add_argument(
         "--resync-seconds",
         type=float,
-        default=float(env_or("FINETUNE_RESYNC_SECONDS", "60")),
+        default=float(env_or("FINETUNE_RESYNC_SECONDS", DEFAULTS.resync_seconds)),
         help="reconcile every job at least this often (env FINETUNE_RESYNC_SECONDS)",
     )
     parser.add_argument(
         "--workers",
         type=int,
-        default=int(env_or("FINETUNE_RECONCILE_WORKERS", "16")),
+        default=int(env_or("FINETUNE_RECONCILE_WORKERS", DEFAULTS.workers)),
         help="concurrent reconciles of different jobs (env FINETUNE_RECONCILE_WORKERS)",
     )
     peering = parser.add_mutually_exclusive_group()
     peering.add_argument(
         "--peering",
         dest="peering_name",
-        default=env_or("FINETUNE_PEERING", "finetune-operator"),
+        default=env_or("FINETUNE_PEERING", DEFAULTS.peering_name),
         help="Kopf peering object shared by the replicas (env FINETUNE_PEERING)",
     )
     peering.add_argument(
@@ -183,7 +189,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--liveness",
         dest="liveness_endpoint",
-        default=env_or("FINETUNE_LIVENESS_ENDPOINT", ""),
+        default=env_or("FINETUNE_LIVENESS_ENDPOINT", DEFAULTS.liveness_endpoint),
         help="Kopf liveness endpoint URL, e.g. http://0.0.0.0:8081/healthz (env FINETUNE_LIVENESS_ENDPOINT)",
     )
     return parser

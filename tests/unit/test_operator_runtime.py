@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 
 from finetune_operator.logs import JsonFormatter
 from finetune_operator.metrics import OperatorMetrics
-from finetune_operator.settings import parse_settings
+from finetune_operator.settings import Settings, parse_settings
 from finetune_operator.workqueue import WorkQueue
 
 
@@ -76,3 +76,7 @@ def test_metrics_count_jobs_by_condition():
     assert 'finetune_operator_jobs{condition="Running"} 0.0' in text
     assert 'finetune_operator_restarts_total{kind="preemption"} 1.0' in text
     assert "finetune_operator_reconcile_duration_seconds_bucket" in text
+
+
+def test_command_line_defaults_are_the_dataclass_defaults():
+    assert parse_settings([], env={}) == Settings()
