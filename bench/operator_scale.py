@@ -50,8 +50,8 @@ CLIENT_THREADS = 8
 
 def floor_job(ftj: dict[str, Any], namespace: str) -> dict[str, Any]:
     """The Indexed Job the operator would create for attempt 1, without the owner reference."""
-    from finetune_operator.builders import build_job
-    from finetune_operator.jobview import JobView
+    from finetune_operator.job.builders import build_job
+    from finetune_operator.job.jobview import JobView
     from finetune_operator.settings import parse_settings
 
     body = copy.deepcopy(ftj)

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import kopf
 
-from .logs import configure_logging
-from .metrics import OperatorMetrics
-from .settings import parse_settings
+from finetune_operator.logs import configure_logging
+from finetune_operator.metrics import OperatorMetrics
+from finetune_operator.settings import parse_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,8 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"finetune-operator: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    from . import handlers  # noqa: F401  (registers the Kopf handlers)
-    from .schedule import handlers as schedule_handlers  # noqa: F401  (FineTuneSchedule handlers)
+    from finetune_operator import handlers  # noqa: F401  (registers the Kopf handlers)
+    from finetune_operator.schedule import handlers as schedule_handlers  # noqa: F401  (FineTuneSchedule handlers)
 
     memo = kopf.Memo(operator_settings=settings, metrics=OperatorMetrics())
     asyncio.run(

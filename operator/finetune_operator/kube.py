@@ -16,8 +16,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from finetune_api.constants import GROUP, PLURAL, VERSION
-
-from . import naming
+from finetune_operator import naming
 
 logger = logging.getLogger(__name__)
 

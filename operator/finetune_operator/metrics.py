@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from . import conditions as cond
+from finetune_operator import conditions as cond
 
 
 class OperatorMetrics:

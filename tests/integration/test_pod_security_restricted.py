@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from finetune_operator.builders import build_job
-from finetune_operator.jobview import JobView
+from finetune_operator.job.builders import build_job
+from finetune_operator.job.jobview import JobView
 from finetune_operator.settings import Settings
 from tests.plugins.helm import Helm, find
 from tests.plugins.operator import FineTuneJobs

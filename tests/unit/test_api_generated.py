@@ -8,7 +8,7 @@ import yaml
 
 from finetune_api import CRD_NAME, FineTuneJobSpec
 from finetune_api.generate import main, outputs
-from finetune_api.manifests import finetunejob_crd
+from finetune_api.job_crd import finetunejob_crd
 from finetune_api.spec_rules import SPEC_RULES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

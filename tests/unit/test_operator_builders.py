@@ -7,8 +7,8 @@ import json
 import pytest
 
 from finetune_operator import naming
-from finetune_operator.builders import build_job, build_service
-from finetune_operator.jobview import InvalidSpecError, JobView
+from finetune_operator.job.builders import build_job, build_service
+from finetune_operator.job.jobview import InvalidSpecError, JobView
 from finetune_operator.settings import Settings
 
 SPEC = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from finetune_operator.failure_policy import Verdict, classify_attempt, worker_summary
+from finetune_operator.job.failure_policy import Verdict, classify_attempt, worker_summary
 from tests.plugins.operator_objects import job_obj, pod_obj, true
 
 UNSCHEDULABLE = {

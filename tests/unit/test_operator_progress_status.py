@@ -4,14 +4,14 @@ import json
 
 import pytest
 
-from finetune_operator.metrics import OperatorMetrics, job_gauge_values
-from finetune_operator.progress_status import (
+from finetune_operator.job.progress.status import (
     checkpoint_event,
     completion_summary,
     final_metric_text,
     merged_checkpoint,
     merged_progress,
 )
+from finetune_operator.metrics import OperatorMetrics, job_gauge_values
 
 
 def pod(index: int, exit_code: int | None, message: str = "") -> dict:

@@ -7,13 +7,13 @@ import datetime
 import pytest
 
 from finetune_operator import conditions as cond
-from finetune_operator.assembly import invalid_spec_status
-from finetune_operator.backoff import restart_delay_seconds
-from finetune_operator.jobview import JobView
-from finetune_operator.plan import CreateJob, CreateService, DeleteFineTuneJob, DeleteJob, Observed
-from finetune_operator.reconcile import decide
+from finetune_operator.job.assembly import invalid_spec_status
+from finetune_operator.job.backoff import restart_delay_seconds
+from finetune_operator.job.jobview import JobView
+from finetune_operator.job.plan import CreateJob, CreateService, DeleteFineTuneJob, DeleteJob, Observed
+from finetune_operator.job.reconcile import decide
+from finetune_operator.job.status import stalled_condition
 from finetune_operator.settings import Settings
-from finetune_operator.status import stalled_condition
 from tests.plugins.operator_objects import job_obj, pod_obj, true
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from finetune_operator.kube import Conflict
-from finetune_operator.workers import WorkerPool, exponential_error_backoff, route_watch_event
+from finetune_operator.reconcile_pool import WorkerPool, exponential_error_backoff, route_watch_event
 
 KEY = ("ns", "job")
 

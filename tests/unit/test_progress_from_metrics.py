@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from finetune_operator.trainer_metrics import (
+from finetune_operator.job.progress.scrape import (
     ProgressPoint,
     TrainerSample,
     checkpoint_fields,

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from finetune_operator.progress_poller import ProgressPoller, backoff_delay, metrics_url
+from finetune_operator.job.progress.poller import ProgressPoller, backoff_delay, metrics_url
 
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 KEY = ("ns", "job")

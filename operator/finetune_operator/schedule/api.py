@@ -11,8 +11,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from finetune_api.constants import GROUP, PLURAL, VERSION
 from finetune_api.schedule import LABEL_SCHEDULE, SCHEDULE_PLURAL
-
-from ..kube import get_custom_object, patch_custom_status
+from finetune_operator.kube import get_custom_object, patch_custom_status
 
 
 class CreateRefused(Exception):

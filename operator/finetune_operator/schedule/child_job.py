@@ -12,8 +12,7 @@ from typing import Any
 from finetune_api import SpecError, parse_spec
 from finetune_api.schedule import ANNOTATION_SCHEDULED_TIME, LABEL_SCHEDULE, SCHEDULE_KIND
 from finetune_api.schedule_template import PLACEHOLDER_SPEC_FIELDS, PlaceholderValues, render_text
-
-from .children import format_time
+from finetune_operator.schedule.children import format_time
 
 SCHEDULE_API_VERSION = "finetune.dev/v1alpha1"
 

@@ -14,8 +14,7 @@ from typing import Any, Literal
 
 from finetune_api.schedule import ANNOTATION_SCHEDULED_TIME, LABEL_SCHEDULE
 from finetune_api.status import Phase
-
-from .. import conditions as cond
+from finetune_operator import conditions as cond
 
 ChildState = Literal["active", "succeeded", "failed", "deleting"]
 

@@ -15,12 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..kube import Kube
-from ..workers import Key, WorkerPool
-from .api import CreateRefused, ScheduleApi
-from .children import child_from_body, is_controlled_by, parse_time
-from .clock import FAKE_CLOCK_ENV, Clock
-from .plan import Event, Plan, plan_pass
+from finetune_operator.kube import Kube
+from finetune_operator.reconcile_pool import Key, WorkerPool
+from finetune_operator.schedule.api import CreateRefused, ScheduleApi
+from finetune_operator.schedule.children import child_from_body, is_controlled_by, parse_time
+from finetune_operator.schedule.clock import FAKE_CLOCK_ENV, Clock
+from finetune_operator.schedule.plan import Event, Plan, plan_pass
 
 logger = logging.getLogger("finetune_operator.schedule")
 

@@ -15,12 +15,11 @@ import kopf
 
 from finetune_api.constants import GROUP, PLURAL, VERSION
 from finetune_api.schedule import LABEL_SCHEDULE, SCHEDULE_PLURAL
-
-from ..kube import Kube, load_client_config
-from ..workers import route_watch_event
-from .api import ScheduleApi
-from .clock import FAKE_CLOCK_ENV, clock_from_env
-from .controller import ScheduleController
+from finetune_operator.kube import Kube, load_client_config
+from finetune_operator.reconcile_pool import route_watch_event
+from finetune_operator.schedule.api import ScheduleApi
+from finetune_operator.schedule.clock import FAKE_CLOCK_ENV, clock_from_env
+from finetune_operator.schedule.controller import ScheduleController
 
 logger = logging.getLogger("finetune_operator.schedule")
 

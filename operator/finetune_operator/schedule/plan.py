@@ -14,9 +14,8 @@ from zoneinfo import ZoneInfo
 from finetune_api import SpecError
 from finetune_api.schedule import FineTuneScheduleSpec, parse_schedule_spec
 from finetune_api.schedule_cron import parse_cron
-
-from .child_job import TemplateError, build_child, child_name
-from .children import (
+from finetune_operator.schedule.child_job import TemplateError, build_child, child_name
+from finetune_operator.schedule.children import (
     Child,
     active_children,
     children_of,
@@ -26,7 +25,7 @@ from .children import (
     latest_scheduled_time,
     parse_time,
 )
-from .timing import MANY_MISSED, DueRun, due_run, earliest_unmet_bound
+from finetune_operator.schedule.timing import MANY_MISSED, DueRun, due_run, earliest_unmet_bound
 
 READY = "Ready"
 

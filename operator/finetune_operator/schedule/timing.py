@@ -13,8 +13,7 @@ from datetime import datetime, timedelta, tzinfo
 from itertools import islice
 
 from finetune_api.schedule_cron import CronExpression
-
-from .cron_times import instants_at_or_before, next_run_after
+from finetune_operator.schedule.cron_times import instants_at_or_before, next_run_after
 
 MANY_MISSED = 100
 """Beyond this many unmet times the count is not computed exactly (as in CronJob)."""

@@ -11,8 +11,7 @@ import datetime
 from typing import Any
 
 from finetune_api.status import Phase
-
-from . import conditions as cond
+from finetune_operator import conditions as cond
 
 
 def rfc3339(moment: datetime.datetime) -> str:

@@ -14,14 +14,14 @@ from typing import Annotated, Any, Final, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from .base import ApiModel, StatusModel
-from .constants import GROUP
-from .errors import FieldError, SpecError, describe_validation_error
-from .learning import section
-from .rules import RULE_ERROR_TYPE
-from .runtime import LabelKey
-from .schedule_cron import CRON_MESSAGE, CRON_PATTERN, SCHEDULE_MAX_LENGTH, parse_cron
-from .schedule_template import (
+from finetune_api.base import ApiModel, StatusModel
+from finetune_api.constants import GROUP
+from finetune_api.errors import FieldError, SpecError, describe_validation_error
+from finetune_api.learning import section
+from finetune_api.rules import RULE_ERROR_TYPE
+from finetune_api.runtime import LabelKey
+from finetune_api.schedule_cron import CRON_MESSAGE, CRON_PATTERN, SCHEDULE_MAX_LENGTH, parse_cron
+from finetune_api.schedule_template import (
     PLACEHOLDER_SPEC_FIELDS,
     TEXT_CEL,
     TEXT_MESSAGE,
@@ -29,7 +29,7 @@ from .schedule_template import (
     check_text,
     has_placeholder_syntax,
 )
-from .schedule_timezones import (
+from finetune_api.schedule_timezones import (
     DEFAULT_TIME_ZONE,
     TIME_ZONE_MAX_LENGTH,
     TIME_ZONE_MESSAGE,
@@ -37,8 +37,8 @@ from .schedule_timezones import (
     check_time_zone,
     time_zone_cel,
 )
-from .spec import FineTuneJobSpec
-from .status import ConditionStatus
+from finetune_api.spec import FineTuneJobSpec
+from finetune_api.status import ConditionStatus
 
 SCHEDULE_KIND: Final = "FineTuneSchedule"
 SCHEDULE_PLURAL: Final = "finetuneschedules"

@@ -14,13 +14,12 @@ from typing import Any
 import kopf
 
 from finetune_api.constants import GROUP, PLURAL, VERSION
-
-from . import naming
-from .controller import Controller
-from .kube import Kube, load_client_config
-from .metrics import OperatorMetrics
-from .settings import Settings
-from .workers import route_watch_event
+from finetune_operator import naming
+from finetune_operator.job.controller import Controller
+from finetune_operator.kube import Kube, load_client_config
+from finetune_operator.metrics import OperatorMetrics
+from finetune_operator.reconcile_pool import route_watch_event
+from finetune_operator.settings import Settings
 
 logger = logging.getLogger("finetune_operator")
 

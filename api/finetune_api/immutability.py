@@ -14,10 +14,10 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from .constants import IMMUTABLE_SUFFIX
-from .errors import FieldError
-from .runtime import RunPolicy
-from .spec import FineTuneJobSpec
+from finetune_api.constants import IMMUTABLE_SUFFIX
+from finetune_api.errors import FieldError
+from finetune_api.runtime import RunPolicy
+from finetune_api.spec import FineTuneJobSpec
 
 MUTABLE_RUN_POLICY_FIELDS = ("suspend", "active_deadline_seconds", "ttl_seconds_after_finished")
 

@@ -6,9 +6,9 @@ a FineTuneJob spec, documented above it on the same page). The user guide is doc
 
 from typing import Any
 
-from .docs import _section
-from .schedule import SCHEDULE_KIND, SCHEDULE_SHORT_NAMES
-from .schedule_crd import SCHEDULE_PRINTER_COLUMNS, finetuneschedule_schema
+from finetune_api.docs import _section
+from finetune_api.schedule import SCHEDULE_KIND, SCHEDULE_SHORT_NAMES
+from finetune_api.schedule_crd import SCHEDULE_PRINTER_COLUMNS, finetuneschedule_schema
 
 INTRO = f"""
 # The FineTuneSchedule API (`finetune.dev/v1alpha1`)

@@ -16,8 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from .kube import Conflict
-from .workqueue import WorkQueue
+from finetune_operator.kube import Conflict
+from finetune_operator.workqueue import WorkQueue
 
 Key = tuple[str, str]  # (namespace, name)
 Reconcile = Callable[[Key], Awaitable[float | None]]

@@ -24,8 +24,8 @@ import enum
 from collections.abc import Sequence
 from typing import Any
 
-from . import naming
-from .builders import EXIT_INVALID_CONFIG, RULE_DISRUPTION, RULE_INVALID_CONFIG
+from finetune_operator import naming
+from finetune_operator.job.builders import EXIT_INVALID_CONFIG, RULE_DISRUPTION, RULE_INVALID_CONFIG
 
 DISRUPTION_POD_REASONS = frozenset(
     {"Evicted", "Preempting", "NodeLost", "Shutdown", "Terminated", "NodeShutdown"}

@@ -13,10 +13,9 @@ from typing import Any
 
 from finetune_api import parse_spec
 from finetune_api.constants import API_VERSION, KIND
-
-from . import naming
-from .jobview import JobView
-from .settings import Settings
+from finetune_operator import naming
+from finetune_operator.job.jobview import JobView
+from finetune_operator.settings import Settings
 
 EXIT_INVALID_CONFIG = 78
 """The trainer's exit code for invalid configuration or data (EX_CONFIG): permanent, no restart (D4)."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from .rules import RULE_ERROR_TYPE
+from finetune_api.rules import RULE_ERROR_TYPE
 
 
 @dataclass(frozen=True)

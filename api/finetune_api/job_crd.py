@@ -6,11 +6,11 @@ printer columns, the status subresource, and the immutability rules on spec.
 
 from typing import Any
 
-from .constants import CRD_NAME, KIND, PLURAL, SHORT_NAMES, SINGULAR
-from .crd import crd_document, model_schema, object_schema
-from .immutability import immutability_rules
-from .spec import FineTuneJobSpec
-from .status import FineTuneJobStatus
+from finetune_api.constants import CRD_NAME, KIND, PLURAL, SHORT_NAMES, SINGULAR
+from finetune_api.crd import crd_document, model_schema, object_schema
+from finetune_api.immutability import immutability_rules
+from finetune_api.spec import FineTuneJobSpec
+from finetune_api.status import FineTuneJobStatus
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Where the job is."},

@@ -6,7 +6,7 @@ Only pydantic and the standard library are imported here, so the trainer image a
 both depend on it cheaply.
 """
 
-from .constants import (
+from finetune_api.constants import (
     API_VERSION,
     CATEGORIES,
     CRD_NAME,
@@ -19,13 +19,13 @@ from .constants import (
     URI_SCHEMES,
     VERSION,
 )
-from .errors import FieldError, SpecError
-from .job import FineTuneJob
-from .learning import Dataset, EarlyStopping, Evaluation, Freeze, Lora, Model, Split, Training
-from .runtime import Checkpoint, Output, Resources, RunPolicy, SecretRef, Storage, Toleration
-from .spec import FineTuneJobSpec, parse_spec, spec_from_document
-from .spec_rules import storage_uris
-from .status import (
+from finetune_api.errors import FieldError, SpecError
+from finetune_api.job import FineTuneJob
+from finetune_api.learning import Dataset, EarlyStopping, Evaluation, Freeze, Lora, Model, Split, Training
+from finetune_api.runtime import Checkpoint, Output, Resources, RunPolicy, SecretRef, Storage, Toleration
+from finetune_api.spec import FineTuneJobSpec, parse_spec, spec_from_document
+from finetune_api.spec_rules import storage_uris
+from finetune_api.status import (
     CheckpointStatus,
     Condition,
     ConditionStatus,

@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .failure_policy import pod_index, trainer_termination
+from finetune_operator.job.failure_policy import pod_index, trainer_termination
 
 SUMMARY_KEYS = ("step", "totalSteps", "epoch", "trainLoss", "evalLoss", "bestMetric")
 

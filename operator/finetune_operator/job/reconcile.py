@@ -31,12 +31,12 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
-from . import conditions as cond
-from . import naming
-from .assembly import RulesResult, assemble_decision
-from .backoff import restart_delay_seconds
-from .builders import build_job, build_service
-from .failure_policy import (
+from finetune_operator import conditions as cond
+from finetune_operator import naming
+from finetune_operator.job.assembly import RulesResult, assemble_decision
+from finetune_operator.job.backoff import restart_delay_seconds
+from finetune_operator.job.builders import build_job, build_service
+from finetune_operator.job.failure_policy import (
     AttemptOutcome,
     Verdict,
     classify_attempt,
@@ -44,11 +44,20 @@ from .failure_policy import (
     trainer_termination,
     worker_summary,
 )
-from .jobview import JobView
-from .plan import Action, CreateJob, CreateService, Decision, DeleteFineTuneJob, DeleteJob, Event, Observed
-from .progress_status import completion_summary, final_metric_text, merged_progress
-from .settings import Settings
-from .status import parse_time, restarts_of, rfc3339, stall_check_due, stalled_condition
+from finetune_operator.job.jobview import JobView
+from finetune_operator.job.plan import (
+    Action,
+    CreateJob,
+    CreateService,
+    Decision,
+    DeleteFineTuneJob,
+    DeleteJob,
+    Event,
+    Observed,
+)
+from finetune_operator.job.progress.status import completion_summary, final_metric_text, merged_progress
+from finetune_operator.job.status import parse_time, restarts_of, rfc3339, stall_check_due, stalled_condition
+from finetune_operator.settings import Settings
 
 
 def _deleting(obj: dict[str, Any]) -> bool:

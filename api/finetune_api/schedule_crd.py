@@ -7,8 +7,8 @@ to hold `${...}`), and the length limit of metadata.name that keeps child names 
 
 from typing import Any
 
-from .crd import crd_document, model_schema, object_schema
-from .schedule import (
+from finetune_api.crd import crd_document, model_schema, object_schema
+from finetune_api.schedule import (
     SCHEDULE_CRD_NAME,
     SCHEDULE_KIND,
     SCHEDULE_NAME_MAX_LENGTH,
@@ -18,7 +18,7 @@ from .schedule import (
     FineTuneScheduleSpec,
     FineTuneScheduleStatus,
 )
-from .schedule_template import PLACEHOLDER_SPEC_FIELDS, TEXT_CEL, TEXT_MESSAGE
+from finetune_api.schedule_template import PLACEHOLDER_SPEC_FIELDS, TEXT_CEL, TEXT_MESSAGE
 
 SCHEDULE_PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule", "description": "Cron schedule."},

@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from .base import ApiModel
-from .fields import KubernetesName, Quantity, ShortText, StorageUri
-from .rules import Rule
+from finetune_api.base import ApiModel
+from finetune_api.fields import KubernetesName, Quantity, ShortText, StorageUri
+from finetune_api.rules import Rule
 
 LabelKey = Annotated[str, Field(min_length=1, max_length=317)]
 LabelValue = Annotated[str, Field(max_length=63)]

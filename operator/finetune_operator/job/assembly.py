@@ -14,11 +14,16 @@ import dataclasses
 import datetime
 from typing import Any
 
-from . import conditions as cond
-from .jobview import JobView
-from .plan import Action, Decision, Event, Observed
-from .progress_status import checkpoint_event, completion_summary, merged_checkpoint, merged_progress
-from .status import event_worthy, phase_of, rfc3339
+from finetune_operator import conditions as cond
+from finetune_operator.job.jobview import JobView
+from finetune_operator.job.plan import Action, Decision, Event, Observed
+from finetune_operator.job.progress.status import (
+    checkpoint_event,
+    completion_summary,
+    merged_checkpoint,
+    merged_progress,
+)
+from finetune_operator.job.status import event_worthy, phase_of, rfc3339
 
 DEFAULTED_CONDITIONS = (
     cond.CREATED,

@@ -4,9 +4,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .constants import API_VERSION, KIND
-from .spec import FineTuneJobSpec
-from .status import FineTuneJobStatus
+from finetune_api.constants import API_VERSION, KIND
+from finetune_api.spec import FineTuneJobSpec
+from finetune_api.status import FineTuneJobStatus
 
 
 class FineTuneJob(BaseModel):

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 from pydantic import Field, ValidationError
 
-from .base import ApiModel
-from .errors import SpecError, describe_validation_error
-from .learning import Dataset, Model, Training, section
-from .runtime import Checkpoint, Output, Resources, RunPolicy, Storage
-from .spec_rules import SPEC_RULES
+from finetune_api.base import ApiModel
+from finetune_api.errors import SpecError, describe_validation_error
+from finetune_api.learning import Dataset, Model, Training, section
+from finetune_api.runtime import Checkpoint, Output, Resources, RunPolicy, Storage
+from finetune_api.spec_rules import SPEC_RULES
 
 CHECKPOINT_DIR_DEFAULT = "checkpoints"
 

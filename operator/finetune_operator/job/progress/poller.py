@@ -20,7 +20,12 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
-from .trainer_metrics import ProgressPoint, TrainerSample, parse_trainer_metrics, step_rate
+from finetune_operator.job.progress.scrape import (
+    ProgressPoint,
+    TrainerSample,
+    parse_trainer_metrics,
+    step_rate,
+)
 
 logger = logging.getLogger("finetune_operator.progress")
 

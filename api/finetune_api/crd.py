@@ -17,7 +17,7 @@ and extra rules.
 import copy
 from typing import Any
 
-from .constants import API_VERSION, CATEGORIES, GROUP, VERSION
+from finetune_api.constants import API_VERSION, CATEGORIES, GROUP, VERSION
 
 _DROPPED_KEYS = frozenset({"title", "propertyNames", "$defs", "examples", "const"})
 

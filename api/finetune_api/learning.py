@@ -10,9 +10,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .base import ApiModel
-from .fields import ShortText, StorageUri, UniqueNames
-from .rules import Rule
+from finetune_api.base import ApiModel
+from finetune_api.fields import ShortText, StorageUri, UniqueNames
+from finetune_api.rules import Rule
 
 Task = Literal["sequence-classification", "causal-lm"]
 DataFormat = Literal["auto", "jsonl", "csv", "parquet"]

@@ -6,9 +6,9 @@ check and a CEL expression in the CRD.
 
 from typing import Any
 
-from .constants import CREDENTIAL_SCHEMES
-from .fields import uri_scheme
-from .rules import Rule
+from finetune_api.constants import CREDENTIAL_SCHEMES
+from finetune_api.fields import uri_scheme
+from finetune_api.rules import Rule
 
 _CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "f1_weighted")
 _CREDENTIAL_RE = "^(" + "|".join(CREDENTIAL_SCHEMES) + ")://"

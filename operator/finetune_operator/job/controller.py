@@ -20,20 +20,27 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from . import conditions as cond
-from . import naming
-from .assembly import invalid_spec_status
-from .builders import checkpoint_base_uri
-from .failure_policy import pod_index
-from .jobview import InvalidSpecError, JobView
-from .kube import Kube
-from .metrics import OperatorMetrics
-from .plan import CreateJob, CreateService, Decision, DeleteFineTuneJob, DeleteJob, Observed
-from .progress_poller import ProgressPoller, metrics_url
-from .reconcile import decide
-from .settings import Settings
-from .trainer_metrics import checkpoint_fields, progress_fields
-from .workers import Key, WorkerPool
+from finetune_operator import conditions as cond
+from finetune_operator import naming
+from finetune_operator.job.assembly import invalid_spec_status
+from finetune_operator.job.builders import checkpoint_base_uri
+from finetune_operator.job.failure_policy import pod_index
+from finetune_operator.job.jobview import InvalidSpecError, JobView
+from finetune_operator.job.plan import (
+    CreateJob,
+    CreateService,
+    Decision,
+    DeleteFineTuneJob,
+    DeleteJob,
+    Observed,
+)
+from finetune_operator.job.progress.poller import ProgressPoller, metrics_url
+from finetune_operator.job.progress.scrape import checkpoint_fields, progress_fields
+from finetune_operator.job.reconcile import decide
+from finetune_operator.kube import Kube
+from finetune_operator.metrics import OperatorMetrics
+from finetune_operator.reconcile_pool import Key, WorkerPool
+from finetune_operator.settings import Settings
 
 logger = logging.getLogger("finetune_operator")
 

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
 
-from .rules import Rule, check_rules
+from finetune_api.rules import Rule, check_rules
 
 
 def _add_cel_rules(schema: dict[str, Any], model: type[BaseModel]) -> None:

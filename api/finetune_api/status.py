@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from .base import StatusModel
+from finetune_api.base import StatusModel
 
 
 class Phase(StrEnum):

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from .constants import URI_SCHEMES
+from finetune_api.constants import URI_SCHEMES
 
 URI_MAX_LENGTH = 2048
 URI_MESSAGE = "must be a URI with one of the schemes " + ", ".join(f"{s}://" for s in URI_SCHEMES)
