@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"finetune-operator: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    from finetune_operator import handlers  # noqa: F401  (registers the Kopf handlers)
+    from finetune_operator.job import handlers  # noqa: F401  (registers the Kopf handlers)
     from finetune_operator.schedule import handlers as schedule_handlers  # noqa: F401  (FineTuneSchedule handlers)
 
     memo = kopf.Memo(operator_settings=settings, metrics=OperatorMetrics())
