@@ -15,10 +15,7 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml hack/pyproject.toml requirements.lock
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock
-	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e . -e hack
+	hack/install_venv.sh $(PYTHON) $(VENV)
 	touch $(STAMP)
 
 venv: $(STAMP)  ## create .venv and install the project with every extra (from requirements.lock)
@@ -55,6 +52,8 @@ cluster-status: venv  ## show what of the local cluster is running
 
 test: venv lint  ## install everything, lint, and run every test (unit, integration, e2e); stops what it started
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+	$(PY) -m localcluster build  # builds shown one line each here, not inside pytest's captured output
+	$(PY) -m localcluster.helm >/dev/null
 	$(PY) -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
 test-unit: venv  ## only the fast unit tests (nothing running needed)

@@ -5,6 +5,14 @@ Go module proxy is the one source available (DESIGN.md D2). ``hack/gobuild/<comp
 pins the exact versions. A cache hit is only a speed-up: when a binary is missing (or a Kubernetes
 binary does not report the pinned version) it is rebuilt, so a fresh machine works.
 
+Kueue is `go install`ed from its published module (its go.mod has no replace lines, so the
+release's own pins apply). Prometheus and promtool come from Debian's ``prometheus`` package,
+fetched with `apt-get download` and unpacked with `dpkg -x` into the cache: no root, no system
+state (the package's binaries are static Go programs).
+
+Every build prints one line when it starts, one every 30 s while it runs and one with its duration
+(:mod:`localcluster.buildprogress`), so a first run on a fresh machine never sits silent.
+
 Kubernetes binaries are linked with the version stamped in (``-X .../version.gitVersion``) like
 release builds; without it they report ``v0.0.0-master`` and clients warn about version skew.
 """
@@ -15,11 +23,20 @@ import logging
 import os
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from localcluster.config import ETCD_VERSION, KUBERNETES_VERSION, KWOK_VERSION, REPO_ROOT, ClusterConfig
+from localcluster.buildprogress import run_build
+from localcluster.config import (
+    ETCD_VERSION,
+    KUBERNETES_VERSION,
+    KUEUE_VERSION,
+    KWOK_VERSION,
+    PROMETHEUS_PACKAGE,
+    PROMETHEUS_VERSION,
+    REPO_ROOT,
+    ClusterConfig,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +54,17 @@ class BuildStep:
     argv: tuple[str, ...]
     cwd: Path
     env: dict[str, str]
+    tool: str = "go"
+    version_probe: str = ""  # when set, each output's `--version` must mention it
+
+
+def prometheus_unpack_script(out_dir: Path, package: str = PROMETHEUS_PACKAGE) -> str:
+    """Shell text that downloads the Debian package and copies its two binaries into ``out_dir``."""
+    return (
+        'set -e; work=$(mktemp -d); trap \'rm -rf "$work"\' EXIT; cd "$work"; '
+        f"apt-get download -q {package}; dpkg -x {package}_*.deb root; "
+        f"cp root/usr/bin/prometheus root/usr/bin/promtool '{out_dir}/'"
+    )
 
 
 def kubernetes_ldflags(version: str = KUBERNETES_VERSION) -> str:
@@ -90,6 +118,24 @@ def build_steps(config: ClusterConfig) -> list[BuildStep]:
             cwd=GOBUILD_DIR,
             env={**go_env, "GOBIN": str(config.kwok_bin_dir), "GOFLAGS": "-buildvcs=false"},
         ),
+        BuildStep(
+            component=f"kueue {KUEUE_VERSION}",
+            out_dir=config.kueue_bin_dir,
+            outputs=("kueue",),
+            argv=("go", "install", f"sigs.k8s.io/kueue/cmd/kueue@{KUEUE_VERSION}"),
+            cwd=GOBUILD_DIR,
+            env={**go_env, "GOBIN": str(config.kueue_bin_dir)},
+        ),
+        BuildStep(
+            component=f"prometheus {PROMETHEUS_VERSION} (Debian package)",
+            out_dir=config.prometheus_bin_dir,
+            outputs=("prometheus", "promtool"),
+            argv=("sh", "-c", prometheus_unpack_script(config.prometheus_bin_dir)),
+            cwd=GOBUILD_DIR,
+            env={},
+            tool="apt-get",
+            version_probe=f"version {PROMETHEUS_VERSION}.",
+        ),
     ]
 
 
@@ -110,32 +156,45 @@ def step_is_current(step: BuildStep) -> bool:
             return False
         if step.component.startswith("kubernetes") and not _reports_version(binary, KUBERNETES_VERSION):
             return False
+        if step.version_probe and not _reports_version(binary, step.version_probe):
+            return False
     return True
+
+
+def _missing_tool_error(step: BuildStep) -> RuntimeError:
+    if step.tool == "go":
+        how = "install Go 1.25 or newer (https://go.dev/doc/install)"
+    else:
+        how = (
+            "this needs a Debian/Ubuntu machine with apt-get and dpkg; elsewhere put `prometheus` and "
+            f"`promtool` {PROMETHEUS_VERSION}.x into {step.out_dir} yourself"
+        )
+    return RuntimeError(
+        f"{step.component} is not in {step.out_dir} and the `{step.tool}` command is missing; "
+        f"{how}, then run `python -m localcluster build`"
+    )
 
 
 def ensure_binaries(config: ClusterConfig) -> dict[str, float]:
     """Build whatever is missing; return seconds spent per component built (empty on a warm cache)."""
     timings: dict[str, float] = {}
-    for step in build_steps(config):
+    steps = build_steps(config)
+    for number, step in enumerate(steps, start=1):
+        position = f"{number}/{len(steps)}"
         if step_is_current(step):
+            log.info("[%s] %s: cached in %s", position, step.component, step.out_dir)
             continue
-        go = shutil.which("go")
-        if go is None:
-            raise RuntimeError(
-                f"{step.component} is not built in {step.out_dir} and the `go` command is missing; "
-                "install Go 1.25 or newer (https://go.dev/doc/install) and run `python -m localcluster build`"
-            )
-        log.info("building %s into %s (one-time, a few minutes)", step.component, step.out_dir)
+        tool = shutil.which(step.tool)
+        if tool is None:
+            raise _missing_tool_error(step)
         step.out_dir.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
-        result = subprocess.run(
-            [go, *step.argv[1:]], cwd=step.cwd, env={**os.environ, **step.env}, capture_output=True, text=True
-        )
+        argv = [tool, *step.argv[1:]] if step.argv[0] == step.tool else list(step.argv)
+        result = run_build(argv, step.cwd, {**os.environ, **step.env}, step.component, position)
         if result.returncode != 0:
             raise RuntimeError(
-                f"building {step.component} failed in {step.cwd} (go.mod there pins the versions):\n"
-                f"{result.stderr[-3000:]}"
+                f"building {step.component} failed in {step.cwd} (hack/gobuild and localcluster/config.py "
+                "pin the versions; check that the Go proxy / Debian mirror is reachable):\n"
+                f"{result.stderr_tail}"
             )
-        timings[step.component] = round(time.monotonic() - started, 1)
-        log.info("built %s in %.0fs", step.component, timings[step.component])
+        timings[step.component] = result.seconds
     return timings

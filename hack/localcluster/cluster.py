@@ -164,6 +164,8 @@ def _process_node_spec(config: ClusterConfig) -> DaemonSpec:
             str(config.process_node_dir),
             "--log-dir",
             str(config.log_dir),
+            "--pod-cidr",
+            config.process_node_pod_cidr,
         ),
     )
 

@@ -22,6 +22,10 @@ from pathlib import Path
 KUBERNETES_VERSION = "v1.35.4"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
+KUEUE_VERSION = "v0.19.2"
+# Debian bookworm's package (server and promtool); the cache directory is keyed by its major.minor.
+PROMETHEUS_PACKAGE = "prometheus"
+PROMETHEUS_VERSION = "2.42"
 
 DEFAULT_PORT_BASE = 26400
 PORT_BLOCK_SIZE = 40
@@ -193,8 +197,28 @@ class ClusterConfig:
         return self.cache_dir / f"kwok-{KWOK_VERSION}"
 
     @property
+    def kueue_bin_dir(self) -> Path:
+        return self.cache_dir / f"kueue-{KUEUE_VERSION}"
+
+    @property
+    def prometheus_bin_dir(self) -> Path:
+        return self.cache_dir / f"prometheus-{PROMETHEUS_VERSION}"
+
+    @property
     def kubectl(self) -> Path:
         return self.kubernetes_bin_dir / "kubectl"
+
+    @property
+    def process_node_pod_cidr(self) -> str:
+        """The process node's pod addresses: a /16 of 127.0.0.0/8 chosen by the port block.
+
+        Why derived: process-node pods bind real loopback addresses, so two clusters on one machine
+        (parallel work trees, private test clusters) must not hand out the same ones. The default
+        port base keeps ``127.0.0.0/16``; each further block of ports moves to the next /16, within
+        127.0.x-127.59.x so it never overlaps the KWOK ranges (127.63/127.64) or Services (127.96).
+        """
+        block = ((self.ports.base - DEFAULT_PORT_BASE) // PORT_BLOCK_SIZE) % 60
+        return f"127.{block}.0.0/16"
 
 
 def load_config(environ: dict[str, str] | None = None) -> ClusterConfig:

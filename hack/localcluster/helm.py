@@ -20,9 +20,9 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from localcluster.buildprogress import run_build
 from localcluster.config import ClusterConfig, load_config
 
 log = logging.getLogger(__name__)
@@ -87,21 +87,18 @@ def ensure_helm(config: ClusterConfig | None = None, version: str = HELM_VERSION
             "or newer (https://go.dev/doc/install) and run `python -m localcluster.helm`"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    log.info("building helm %s into %s (one-time, a few minutes)", version, out_dir)
-    started = time.monotonic()
     env = {**os.environ, "GOBIN": str(out_dir), "GOFLAGS": "-buildvcs=false", "CGO_ENABLED": "0"}
     argv = install_argv(version)
-    result = subprocess.run([go, *argv[1:]], env=env, cwd=out_dir, capture_output=True, text=True)
+    result = run_build([go, *argv[1:]], out_dir, env, f"helm {version}")
     if result.returncode != 0:
         raise RuntimeError(
             f"building helm {version} failed (`{' '.join(argv)}` in {out_dir}); check that the Go module "
-            f"proxy is reachable (go env GOPROXY):\n{result.stderr[-3000:]}"
+            f"proxy is reachable (go env GOPROXY):\n{result.stderr_tail}"
         )
     if not _reports_version(binary, version):
         raise RuntimeError(
             f"{binary} was built but does not report version {version}; delete {out_dir} and retry"
         )
-    log.info("built helm %s in %.0fs", version, time.monotonic() - started)
     return binary
 
 

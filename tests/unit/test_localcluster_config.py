@@ -101,13 +101,25 @@ def test_kubernetes_version_is_stamped() -> None:
     assert "k8s.io/component-base/version.gitVersion=v1.35.4" in flags
     assert "k8s.io/component-base/version.gitMinor=35" in flags
     steps = {step.component.split()[0]: step for step in build_steps(load_config({}))}
-    assert set(steps) == {"etcd", "kubernetes", "kwok"}
+    assert set(steps) == {"etcd", "kubernetes", "kwok", "kueue", "prometheus"}
+    assert steps["prometheus"].outputs == ("prometheus", "promtool")
     assert steps["kubernetes"].outputs == (
         "kube-apiserver",
         "kube-controller-manager",
         "kube-scheduler",
         "kubectl",
     )
+
+
+def test_process_node_pod_ranges_of_two_clusters_never_overlap() -> None:
+    default = load_config({})
+    private = load_config({"LOCALCLUSTER_PORT_BASE": "27000"})
+    assert default.process_node_pod_cidr == "127.0.0.0/16"
+    assert private.process_node_pod_cidr == "127.15.0.0/16"
+    blocks = {
+        load_config({"LOCALCLUSTER_PORT_BASE": str(26400 + 40 * n)}).process_node_pod_cidr for n in range(60)
+    }
+    assert len(blocks) == 60
 
 
 def test_terminated_status_keeps_start_time_and_message() -> None:
