@@ -36,7 +36,9 @@ def outputs(root: Path) -> dict[Path, str]:
         + yaml.safe_dump(finetuneschedule_crd(), sort_keys=True, width=120, allow_unicode=True),
         root / "crds" / "finetunesweep.yaml": HEADER
         + yaml.safe_dump(finetunesweep_crd(), sort_keys=True, width=120, allow_unicode=True),
-        root / "docs" / "api.md": render_api_markdown() + render_schedule_markdown() + render_sweep_markdown(),
+        root / "docs" / "api.md": (
+            render_api_markdown() + render_schedule_markdown() + render_sweep_markdown()
+        ),
     }
 
 
