@@ -16,12 +16,13 @@ import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
 from . import storage
 from .errors import ConfigError
+from .retry import Fault, StorageUnavailable, classify
 from .settings import DatasetSettings
 
 IGNORE_INDEX = -100
@@ -71,32 +72,65 @@ def require_dataset_files(cfg: DatasetSettings) -> None:
         if not uri:
             continue
         try:
-            fs, path = storage.filesystem(uri)
-            exists = fs.exists(path)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{field_name}: dataset file {uri} cannot be read ({exc})") from exc
+            exists = storage.exists(uri)
+        except Exception as exc:
+            _raise_read_error(field_name, uri, exc)
         if not exists:
             raise ConfigError(f"{field_name}: dataset file {uri} does not exist; upload it or fix the URI")
+
+
+def decode_utf8(raw: bytes, uri: str, field_name: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{field_name}: dataset file {uri} is not UTF-8 text ({exc}); re-encode it as UTF-8"
+        ) from exc
+
+
+def read_error(field_name: str, uri: str, exc: Exception) -> Exception:
+    """What a failed read of a dataset file becomes (pure).
+
+    Only faults no retry can fix — the file is absent, the store's policy denies it, its bytes do
+    not parse — are a ConfigError (exit 78). A store that stayed unavailable through the retries
+    (StorageUnavailable) or an error we cannot place is returned as it is: the trainer then exits
+    retryable and the operator restarts the job instead of failing it for good.
+    """
+    fault = classify(exc)
+    if isinstance(exc, StorageUnavailable) or not fault.permanent:
+        return exc
+    hint = {
+        Fault.NOT_FOUND: "upload it or fix the URI",
+        Fault.DENIED: "give the storage Secret's credentials read access to it or fix the URI",
+        Fault.INVALID: "fix the file or the URI",
+    }[fault]
+    return ConfigError(f"{field_name}: dataset file {uri} cannot be read ({fault.value}: {exc}); {hint}")
+
+
+def _raise_read_error(field_name: str, uri: str, exc: Exception) -> NoReturn:
+    error = read_error(field_name, uri, exc)
+    if error is exc:
+        raise exc
+    raise error from exc
 
 
 def read_records(uri: str, field_name: str, declared_format: str = "auto") -> list[dict[str, Any]]:
     """All records of one dataset file; ``field_name`` (e.g. spec.dataset.train) goes into errors."""
     fmt = detect_format(uri, declared_format)
     try:
-        fs, path = storage.filesystem(uri)
-        if not fs.exists(path):
-            raise ConfigError(f"{field_name}: dataset file {uri} does not exist; upload it or fix the URI")
-        compression = "gzip" if uri.endswith(".gz") else None
-        with fs.open(path, "rb", compression=compression) as handle:
-            raw = handle.read()
-    except ConfigError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{field_name}: dataset file {uri} cannot be read ({exc})") from exc
+        present = storage.exists(uri)
+        raw = storage.read_bytes(uri, compression="gzip" if uri.endswith(".gz") else None) if present else b""
+    except Exception as exc:
+        _raise_read_error(field_name, uri, exc)
+    if not present:
+        raise ConfigError(f"{field_name}: dataset file {uri} does not exist; upload it or fix the URI")
     if fmt == "jsonl":
-        records = parse_jsonl(raw.decode("utf-8"), uri)
+        records = parse_jsonl(decode_utf8(raw, uri, field_name), uri)
     elif fmt == "csv":
-        records = list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
+        try:
+            records = list(csv.DictReader(io.StringIO(decode_utf8(raw, uri, field_name))))
+        except csv.Error as exc:
+            raise ConfigError(f"{field_name}: dataset file {uri} is not valid CSV ({exc})") from exc
     elif fmt == "parquet":
         import pyarrow.parquet as pq
 

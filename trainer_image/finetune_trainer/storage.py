@@ -6,6 +6,10 @@ Accepted schemes are those of the API (s3, gs, az, file, pvc, hf) plus a bare lo
 come from ``AWS_ENDPOINT_URL`` (set by the operator from ``spec.storage.endpoint`` or the Secret);
 credentials from the standard ``AWS_*`` variables. Every function takes and returns URIs so the
 callers never see a filesystem object.
+
+Every function that talks to a store retries transient faults (503, timeouts, refused or reset
+connections, expired tokens) with backoff through :mod:`.retry` and raises others untouched, so
+a blip costs a logged retry instead of the job; see retry.py for which faults are which.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from urllib.parse import urlparse
 import fsspec
 
 from .errors import ConfigError
+from .retry import call_with_retries
 
 _FSSPEC_PROTOCOL = {"s3": "s3", "gs": "gcs", "gcs": "gcs", "az": "abfs", "abfs": "abfs", "hf": "hf"}
 ACCEPTED_SCHEMES = ("s3", "gs", "az", "file", "pvc", "hf")
@@ -92,13 +97,33 @@ def join(uri: str, *parts: str) -> str:
 
 def exists(uri: str) -> bool:
     fs, path = filesystem(uri)
-    return bool(fs.exists(path))
+    if local_path_of(uri) is not None:
+        return bool(fs.exists(path))
+
+    def check() -> bool:
+        # s3fs answers False for any error inside exists(): ask info() so a 503 is not "absent".
+        try:
+            fs.info(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    return call_with_retries(check, f"look up {uri}")
+
+
+def read_bytes(uri: str, compression: str | None = None) -> bytes:
+    """The whole object (decompressed when ``compression`` is given, e.g. "gzip")."""
+    fs, path = filesystem(uri)
+
+    def read() -> bytes:
+        with fs.open(path, "rb", compression=compression) as handle:
+            return handle.read()
+
+    return call_with_retries(read, f"read {uri}")
 
 
 def read_text(uri: str) -> str:
-    fs, path = filesystem(uri)
-    with fs.open(path, "rb") as handle:
-        return handle.read().decode("utf-8")
+    return read_bytes(uri).decode("utf-8")
 
 
 def write_text(uri: str, text: str) -> None:
@@ -113,18 +138,23 @@ def write_text(uri: str, text: str) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         return
-    fs.pipe_file(path, text.encode("utf-8"))
+    body = text.encode("utf-8")
+    call_with_retries(lambda: fs.pipe_file(path, body), f"write {uri}")
 
 
 def list_entries(uri: str) -> dict[str, dict[str, Any]]:
     """Immediate children of a directory URI: name -> {'type': 'file'|'directory', 'size': int}."""
     fs, path = filesystem(uri)
+
+    def listing() -> list[dict[str, Any]]:
+        if hasattr(fs, "invalidate_cache"):
+            fs.invalidate_cache(path)
+        return fs.ls(path, detail=True)
+
     try:
-        infos = fs.ls(path, detail=True)
+        infos = call_with_retries(listing, f"list {uri}")
     except FileNotFoundError:
         return {}
-    if hasattr(fs, "invalidate_cache"):
-        fs.invalidate_cache(path)
     out: dict[str, dict[str, Any]] = {}
     for info in infos:
         name = info["name"].rstrip("/").rsplit("/", 1)[-1]
@@ -137,10 +167,14 @@ def list_entries(uri: str) -> dict[str, dict[str, Any]]:
 def file_sizes(uri: str) -> dict[str, int]:
     """Every file under a directory URI, recursively: relative path -> size."""
     fs, path = filesystem(uri)
-    if hasattr(fs, "invalidate_cache"):
-        fs.invalidate_cache(path)
+
+    def listing() -> dict[str, dict[str, Any]]:
+        if hasattr(fs, "invalidate_cache"):
+            fs.invalidate_cache(path)
+        return fs.find(path, detail=True)
+
     try:
-        found = fs.find(path, detail=True)
+        found = call_with_retries(listing, f"list {uri}")
     except FileNotFoundError:
         return {}
     prefix = path.rstrip("/") + "/"
@@ -155,14 +189,14 @@ def upload_file(local_path: str | Path, uri: str) -> int:
     """Copy one local file to a URI; returns the number of bytes."""
     fs, path = filesystem(uri)
     size = os.path.getsize(local_path)
-    fs.put_file(str(local_path), path)
+    call_with_retries(lambda: fs.put_file(str(local_path), path), f"upload {uri}")
     return size
 
 
 def download_file(uri: str, local_path: str | Path) -> None:
     fs, path = filesystem(uri)
     os.makedirs(os.path.dirname(str(local_path)), exist_ok=True)
-    fs.get_file(path, str(local_path))
+    call_with_retries(lambda: fs.get_file(path, str(local_path)), f"download {uri}")
 
 
 def download_dir(uri: str, local_dir: str | Path) -> list[str]:
@@ -176,7 +210,7 @@ def download_dir(uri: str, local_dir: str | Path) -> list[str]:
 def remove_tree(uri: str) -> None:
     fs, path = filesystem(uri)
     with contextlib.suppress(FileNotFoundError):
-        fs.rm(path, recursive=True)
+        call_with_retries(lambda: fs.rm(path, recursive=True), f"delete {uri}")
     if hasattr(fs, "invalidate_cache"):
         fs.invalidate_cache(path)
 
