@@ -3,11 +3,18 @@
 Thin on purpose: each method is one API call, returns plain camelCase dicts, and turns the expected
 "already exists" / "not found" answers into return values, because the reconcile logic is built on
 them being normal (deterministic names make retries idempotent).
+
+Every call carries a timeout (issue 13 item 11): kubernetes_asyncio's default is none at all, so one
+half-open connection would freeze a reconcile worker, and that job would never be reconciled again.
+A timed-out call raises like any other error, and the work queue retries the pass with backoff.
+Reads of children are not here: they come from the watch-fed cache (informer.py, job/cache.py),
+which gets its list calls from `list_call`.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import os
 from typing import Any
@@ -21,6 +28,9 @@ from finetune_operator import naming
 logger = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
+REQUEST_TIMEOUT_SECONDS = 30.0
+"""Upper bound of one API call (connect + response); generous for a loaded API server."""
+TIMEOUT = {"_request_timeout": REQUEST_TIMEOUT_SECONDS}
 
 
 class Conflict(Exception):
@@ -41,7 +51,7 @@ async def get_custom_object(
 ) -> dict[str, Any] | None:
     """One of our kinds (`plural` of finetune.dev/v1alpha1) by name; None when it does not exist."""
     try:
-        return await custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        return await custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, **TIMEOUT)
     except ApiException as error:
         if error.status == 404:
             return None
@@ -65,7 +75,7 @@ async def patch_custom_status(
         body["metadata"] = {"resourceVersion": resource_version}
     try:
         return await custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, plural, name, body, _content_type=MERGE_PATCH
+            GROUP, VERSION, namespace, plural, name, body, _content_type=MERGE_PATCH, **TIMEOUT
         )
     except ApiException as error:
         if error.status == 404:
@@ -107,30 +117,21 @@ class Kube:
                 PLURAL,
                 name,
                 body=client.V1DeleteOptions(propagation_policy="Background", preconditions={"uid": uid}),
+                **TIMEOUT,
             )
         except ApiException as error:
             if error.status not in (404, 409):
                 raise
 
-    # --- children --------------------------------------------------------------------------------
-    async def list_jobs(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
-        result = await self.batch.list_namespaced_job(
-            namespace, label_selector=naming.owned_selector(job_uid)
-        )
-        return [self._plain(item) for item in result.items]
-
-    async def list_pods(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
-        result = await self.core.list_namespaced_pod(namespace, label_selector=naming.owned_selector(job_uid))
-        return [self._plain(item) for item in result.items]
-
-    async def service_exists(self, namespace: str, name: str) -> bool:
-        try:
-            await self.core.read_namespaced_service(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+    # --- children ----------------------------------------------------------------------------------
+    def list_call(self, kind: str, namespace: str | None) -> Any:
+        """The list method of one kind of child (jobs, pods, services, configmaps) for one namespace,
+        or for all namespaces when `namespace` is None; informers list and watch through it."""
+        api = self.batch if kind == "jobs" else self.core
+        singular = {"jobs": "job", "pods": "pod", "services": "service", "configmaps": "config_map"}[kind]
+        if namespace is None:
+            return getattr(api, f"list_{singular}_for_all_namespaces")
+        return functools.partial(getattr(api, f"list_namespaced_{singular}"), namespace)
 
     async def create_service(self, manifest: dict[str, Any]) -> bool:
         """True when created, False when it already existed."""
@@ -140,9 +141,30 @@ class Kube:
         """True when created, False when it already existed."""
         return await self._create(self.batch.create_namespaced_job, manifest)
 
+    async def create_config_map(self, manifest: dict[str, Any]) -> bool:
+        """True when created, False when it already existed."""
+        return await self._create(self.core.create_namespaced_config_map, manifest)
+
+    async def config_map_owner_uids(self, namespace: str, name: str) -> list[str] | None:
+        """The UIDs of a ConfigMap's owners; None when it does not exist."""
+        try:
+            found = await self.core.read_namespaced_config_map(name, namespace, **TIMEOUT)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return [owner.uid for owner in found.metadata.owner_references or []]
+
+    async def delete_config_map(self, namespace: str, name: str) -> None:
+        try:
+            await self.core.delete_namespaced_config_map(name, namespace, **TIMEOUT)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
     async def _create(self, method: Any, manifest: dict[str, Any]) -> bool:
         try:
-            await method(manifest["metadata"]["namespace"], manifest)
+            await method(manifest["metadata"]["namespace"], manifest, **TIMEOUT)
         except ApiException as error:
             if error.status == 409:
                 return False
@@ -154,7 +176,7 @@ class Kube:
         absence proves the attempt's pods have finished their grace period."""
         try:
             await self.batch.delete_namespaced_job(
-                name, namespace, body=client.V1DeleteOptions(propagation_policy="Foreground")
+                name, namespace, body=client.V1DeleteOptions(propagation_policy="Foreground"), **TIMEOUT
             )
         except ApiException as error:
             if error.status != 404:
@@ -190,7 +212,7 @@ class Kube:
             "count": 1,
         }
         try:
-            await self.core.create_namespaced_event(metadata["namespace"], body)
+            await self.core.create_namespaced_event(metadata["namespace"], body, **TIMEOUT)
         except ApiException as error:  # events are best effort: never fail a pass for one
             logger.warning("could not post event %s: %s", reason, error.reason)
 
@@ -207,10 +229,12 @@ class Kube:
         for namespace in targets:
             try:
                 if namespace is None:
-                    await self.custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", name)
+                    await self.custom.get_cluster_custom_object(
+                        "kopf.dev", "v1", "clusterkopfpeerings", name, **TIMEOUT
+                    )
                 else:
                     await self.custom.get_namespaced_custom_object(
-                        "kopf.dev", "v1", namespace, "kopfpeerings", name
+                        "kopf.dev", "v1", namespace, "kopfpeerings", name, **TIMEOUT
                     )
                 continue
             except ApiException as error:
@@ -219,11 +243,20 @@ class Kube:
             try:
                 if namespace is None:
                     await self.custom.create_cluster_custom_object(
-                        "kopf.dev", "v1", "clusterkopfpeerings", {**body, "kind": "ClusterKopfPeering"}
+                        "kopf.dev",
+                        "v1",
+                        "clusterkopfpeerings",
+                        {**body, "kind": "ClusterKopfPeering"},
+                        **TIMEOUT,
                     )
                 else:
                     await self.custom.create_namespaced_custom_object(
-                        "kopf.dev", "v1", namespace, "kopfpeerings", {**body, "kind": "KopfPeering"}
+                        "kopf.dev",
+                        "v1",
+                        namespace,
+                        "kopfpeerings",
+                        {**body, "kind": "KopfPeering"},
+                        **TIMEOUT,
                     )
             except ApiException as error:
                 if error.status == 409:

@@ -53,6 +53,21 @@ class OperatorMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.status_writes_total = Counter(
+            "finetune_operator_status_writes_total",
+            "FineTuneJob status writes by result: written, unchanged (nothing to write), coalesced "
+            "(a progress-only change held until the progress interval).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.cache_objects = Gauge(
+            "finetune_operator_cache_objects",
+            "Children held in the operator's watch-fed cache, by kind (jobs, pods, services, configmaps).",
+            ["kind"],
+            registry=self.registry,
+        )
+        for result in ("written", "unchanged", "coalesced"):
+            self.status_writes_total.labels(result=result)
         for kind in cond.ALL_TYPES:
             self.jobs.labels(condition=kind).set(0)
         for result in ("ok", "conflict", "error"):

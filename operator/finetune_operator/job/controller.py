@@ -1,48 +1,70 @@
-"""One reconcile pass per FineTuneJob key: observe, decide, write status, act, tell (workers.py runs them).
+"""One reconcile pass per FineTuneJob key: observe, decide, write status, act, tell (run by reconcile_pool).
 
 Order within a pass (DESIGN.md D7, D8):
-1. read the FineTuneJob and what exists for it (Service, attempt Jobs, pods), all fresh from the API;
-2. `reconcile.decide` (pure);
-3. write the status once, guarded by the FineTuneJob's resourceVersion: a concurrent change (409)
-   aborts the pass before anything is acted on, and the key is retried; this write is what makes
-   restart accounting exactly-once (see reconcile's docstring);
-4. carry out the actions (idempotent);
-5. post the Events, only after the status write succeeded;
-6. schedule the next pass (the decision's requeue, capped by the resync period).
+1. read the FineTuneJob and what exists for it (Service, attempt Jobs, pods) **from memory**: the
+   FineTuneJob as its watch last delivered it (or as our own status write returned it), the
+   children from the watch-fed cache (job/cache.py). A pass makes no read request unless the job
+   has not been seen yet or its last status write conflicted (issue 16);
+2. if a create or delete of an earlier pass is not in the cache yet (expectations.py), stop here:
+   the watch event that shows it queues the key again, so a lagging cache never creates twice;
+3. `reconcile.decide` (pure);
+4. write the status once, guarded by the FineTuneJob's resourceVersion, and only when it changed
+   (a progress-only change at most once per progress interval); a concurrent change (409) aborts
+   the pass before anything is acted on, and the key is retried with a fresh read; this write is
+   what makes restart accounting exactly-once (see reconcile's docstring). The watch event of our
+   own write does not queue another pass;
+5. carry out the actions (idempotent; each create/delete is recorded as an expectation);
+6. post the Events, only after the status write succeeded;
+7. schedule the next pass: the decision's requeue, capped by the resync period; a finished job
+   has no timer at all (only a change to it or its children, or its TTL, brings it back).
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from kubernetes_asyncio.client.exceptions import ApiException
+
 from finetune_operator import conditions as cond
 from finetune_operator import naming
+from finetune_operator.expectations import Expectations
 from finetune_operator.job.assembly import invalid_spec_status
-from finetune_operator.job.builders import checkpoint_base_uri
-from finetune_operator.job.failure_policy import pod_index
+from finetune_operator.job.cache import ChildCache, group_by_attempt
 from finetune_operator.job.jobview import InvalidSpecError, JobView
 from finetune_operator.job.plan import (
+    CreateConfigMap,
     CreateJob,
     CreateService,
     Decision,
+    DeleteConfigMap,
     DeleteFineTuneJob,
     DeleteJob,
+    Event,
     Observed,
 )
-from finetune_operator.job.progress.poller import ProgressPoller, metrics_url
+from finetune_operator.job.pods import pod_index
+from finetune_operator.job.policy import permanent_rejection
+from finetune_operator.job.progress.poller import JobProgress, ProgressPoller, metrics_url
 from finetune_operator.job.progress.scrape import checkpoint_fields, progress_fields
+from finetune_operator.job.progress.status import drop_non_finite, progress_only_change
 from finetune_operator.job.reconcile import decide
-from finetune_operator.kube import Kube
+from finetune_operator.kube import Conflict, Kube
 from finetune_operator.metrics import OperatorMetrics
 from finetune_operator.reconcile_pool import Key, WorkerPool
 from finetune_operator.settings import Settings
 
 logger = logging.getLogger("finetune_operator")
+
+__all__ = ["Controller", "group_by_attempt", "rank0_pod_ip"]
+
+EXPECTATION_RECHECK_SECONDS = 5.0
+"""A pass held by an unmet expectation looks again after this long even if no event comes."""
+NOT_SYNCED_RECHECK_SECONDS = 1.0
 
 
 def utcnow() -> datetime.datetime:
@@ -52,6 +74,15 @@ def utcnow() -> datetime.datetime:
 def _finished(decision: Decision) -> bool:
     conditions = decision.status.get("conditions") or []
     return cond.is_true(conditions, cond.SUCCEEDED) or cond.is_true(conditions, cond.FAILED)
+
+
+def _version(body: dict[str, Any] | None) -> int | None:
+    """resourceVersion as a number (etcd's revision), to tell a newer delivery from an older one."""
+    value = ((body or {}).get("metadata") or {}).get("resourceVersion")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def rank0_pod_ip(observed: Observed) -> str | None:
@@ -66,13 +97,16 @@ def rank0_pod_ip(observed: Observed) -> str | None:
     return None
 
 
-def group_by_attempt(objects: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
-    grouped: dict[int, list[dict[str, Any]]] = {}
-    for obj in objects:
-        attempt = naming.attempt_of((obj.get("metadata") or {}).get("labels"))
-        if attempt is not None:
-            grouped.setdefault(attempt, []).append(obj)
-    return grouped
+def api_message(error: ApiException) -> str:
+    """The API server's own words from an error answer (its Status message), else the HTTP reason."""
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except (ValueError, AttributeError):
+        return str(error.reason)
+
+
+class ChildRejected(Exception):
+    """Creating a child failed in a way no retry can fix; the message says why."""
 
 
 class Controller:
@@ -90,7 +124,16 @@ class Controller:
         self.poller = ProgressPoller(
             settings.progress_interval_seconds, settings.progress_max_backoff_seconds
         )
+        self.children = ChildCache(kube, settings.namespaces, self.enqueue)
+        self.expectations = Expectations()
+        self._bodies: dict[Key, dict[str, Any]] = {}
+        """FineTuneJobs as last delivered by the watch or returned by our own status write."""
         self._checkpoint_event_at: dict[Key, datetime.datetime] = {}
+        self._progress_written_at: dict[Key, datetime.datetime] = {}
+        self._non_finite: dict[Key, tuple[str, ...]] = {}
+        self._views: dict[Key, tuple[tuple[str, int], JobView]] = {}
+        self._rejected: dict[Key, tuple[str, str]] = {}
+        """key -> (job uid, message) of a child the API refused for good; read by the next pass."""
         self.pool = WorkerPool(
             self.reconcile,
             workers=settings.workers,
@@ -101,11 +144,16 @@ class Controller:
         )
 
     # --- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Fill the child cache (one list per kind), then start the workers: a pass never decides on
+        an incomplete cache."""
+        self.children.start()
+        await self.children.wait_synced()
         self.pool.start()
 
     async def stop(self) -> None:
         await self.pool.stop()
+        await self.children.stop()
 
     def enqueue(self, key: Key) -> None:
         self.pool.add(key)
@@ -114,7 +162,35 @@ class Controller:
         self.pool.forget(key)
         self.metrics.forget_job(key)
         self.poller.forget(key)
-        self._checkpoint_event_at.pop(key, None)
+        self.expectations.forget(key)
+        for memory in (
+            self._bodies,
+            self._checkpoint_event_at,
+            self._progress_written_at,
+            self._non_finite,
+            self._rejected,
+            self._views,
+        ):
+            memory.pop(key, None)  # type: ignore[attr-defined]
+
+    def on_finetunejob_event(self, event: dict[str, Any]) -> None:
+        """A FineTuneJob watch event: remember the object; queue a pass unless nothing new arrived.
+
+        Nothing new: the same or an older resourceVersion than we hold, which is what a watch
+        relist re-delivers and what the echo of our own status write is (we hold the write's
+        answer already). That echo used to cost a full pass per status write.
+        """
+        obj = event.get("object") or {}
+        metadata = obj.get("metadata") or {}
+        key = (metadata.get("namespace"), metadata.get("name"))
+        if event.get("type") == "DELETED":
+            self.forget(key)  # type: ignore[arg-type]
+            return
+        held, arrived = _version(self._bodies.get(key)), _version(obj)  # type: ignore[arg-type]
+        if held is not None and arrived is not None and arrived <= held:
+            return
+        self._bodies[key] = obj  # type: ignore[index]
+        self.enqueue(key)  # type: ignore[arg-type]
 
     def _record_pass(self, result: str, seconds: float) -> None:
         self.metrics.reconcile_total.labels(result=result).inc()
@@ -122,41 +198,61 @@ class Controller:
 
     # --- one pass --------------------------------------------------------------------------------
     async def reconcile(self, key: Key) -> float | None:
-        """One pass for `key`; returns seconds until the next pass, or None when the job is gone."""
+        """One pass for `key`; returns seconds until the next pass, or None when none is needed."""
         namespace, name = key
-        body = await self.kube.get_finetunejob(namespace, name)
-        if body is None:
-            self.forget(key)
-            return None
+        body = self._bodies.get(key)
+        if body is None:  # not delivered by the watch yet, or dropped after a conflict
+            body = await self.kube.get_finetunejob(namespace, name)
+            if body is None:
+                self.forget(key)
+                return None
+            self._bodies[key] = body
         now = self.clock()
         metadata = body["metadata"]
         if metadata.get("deletionTimestamp"):
             return None  # garbage collection removes the children through their owner references
         try:
-            job = JobView.from_body(body)
+            job = JobView.from_body(body, default_checkpoint_uri=self.settings.default_checkpoint_uri)
         except InvalidSpecError as error:
             status, events = invalid_spec_status(
                 body.get("status") or {}, int(metadata.get("generation") or 0), str(error), now
             )
-            await self._write_status(body, status)
-            await self._post_events(
-                body, [(event.type, event.reason, event.message) for event in events], now
+            await self._write_status(key, body, status, now)
+            await self._post_events(body, events, now)
+            return None
+        if not self.children.synced:
+            return NOT_SYNCED_RECHECK_SECONDS
+        unmet = self.expectations.unmet(key, self.children.lookup)
+        if unmet:
+            logger.debug(
+                "waiting for the cache to show %s",
+                ", ".join(f"{e.kind}/{e.name}" for e in unmet),
+                extra={"namespace": namespace, "job": name},
             )
-            return self.settings.resync_seconds
+            return EXPECTATION_RECHECK_SECONDS
 
-        observed = await self.observe(job)
+        observed = self.children.observe(key, job.uid)
         observed = await self.observe_progress(job, observed, now)
+        rejected = self._rejected.get(key)
+        if rejected is not None and rejected[0] == job.uid:
+            observed = dataclasses.replace(observed, child_rejected=rejected[1])
         decision = decide(job, observed, now, self.settings)
-        await self._write_status(body, decision.status)
-        await self._act(job, decision)
-        await self._post_events(
-            body, [(event.type, event.reason, event.message) for event in decision.events], now
-        )
+        events = [*decision.events, *self._non_finite_warning(key, rank0_pod_ip(observed) is not None)]
+        coalesced = await self._write_status(key, body, decision.status, now)
+        try:
+            await self._act(job, decision)
+        except ChildRejected as error:
+            # Ends the job Failed (reason ChildRejected) in the next pass, through the status write.
+            logger.warning("%s", error, extra={"namespace": namespace, "job": name})
+            self._rejected[key] = (job.uid, str(error))
+            return 0.0
+        await self._post_events(body, events, now)
         self._count(key, decision)
         self.metrics.set_job_progress(key, decision.status)
         if any(event.reason == "CheckpointCommitted" for event in decision.events):
             self._checkpoint_event_at[key] = now
-        if _finished(decision):
+        finished = _finished(decision)
+        if finished:
             self.poller.forget(key)  # nothing left to scrape; the status keeps the last numbers
         if decision.restart_kind or decision.actions:
             logger.info(
@@ -167,21 +263,39 @@ class Controller:
             )
         if any(isinstance(action, DeleteFineTuneJob) for action in decision.actions):
             return None
-        delay = self.settings.resync_seconds
-        if decision.requeue_after is not None:
-            delay = min(delay, decision.requeue_after + 0.05)
-        if rank0_pod_ip(observed) is not None and not _finished(decision):
-            delay = min(delay, self.poller.seconds_until_due(key, self.clock()) + 0.05)
-        return delay
+        return self._next_pass(key, decision, observed, finished, coalesced)
 
-    async def observe(self, job: JobView) -> Observed:
-        jobs, pods, service = await asyncio.gather(
-            self.kube.list_jobs(job.namespace, job.uid),
-            self.kube.list_pods(job.namespace, job.uid),
-            self.kube.service_exists(job.namespace, naming.service_name(job.name)),
-        )
-        jobs_by_attempt = {attempt: objs[0] for attempt, objs in group_by_attempt(jobs).items()}
-        return Observed(service_exists=service, jobs=jobs_by_attempt, pods=group_by_attempt(pods))
+    def _job_view(self, key: Key, body: dict[str, Any]) -> JobView:
+        """The JobView of `body`; the spec is parsed once per (uid, generation), not once per pass
+        (the spec is what costs: validation and defaulting of every field)."""
+        metadata = body["metadata"]
+        identity = (metadata["uid"], int(metadata.get("generation") or 0))
+        cached = self._views.get(key)
+        if cached is not None and cached[0] == identity:
+            return dataclasses.replace(
+                cached[1],
+                labels=dict(metadata.get("labels") or {}),
+                status=dict(body.get("status") or {}),
+                deleting=bool(metadata.get("deletionTimestamp")),
+            )
+        view = JobView.from_body(body, default_checkpoint_uri=self.settings.default_checkpoint_uri or None)
+        self._views[key] = (identity, view)
+        return view
+
+    def _next_pass(
+        self, key: Key, decision: Decision, observed: Observed, finished: bool, coalesced: float | None
+    ) -> float | None:
+        """Seconds until this job needs a pass with no event: its rules' timers, the next scrape,
+        a coalesced progress write, the resync. A finished job needs none but its TTL."""
+        delays = [] if decision.requeue_after is None else [decision.requeue_after + 0.05]
+        if finished:
+            return min(delays) if delays else None
+        delays.append(self.settings.resync_seconds)
+        if rank0_pod_ip(observed) is not None:
+            delays.append(self.poller.seconds_until_due(key, self.clock()) + 0.05)
+        if coalesced is not None:
+            delays.append(coalesced)
+        return min(delays)
 
     async def observe_progress(self, job: JobView, observed: Observed, now: datetime.datetime) -> Observed:
         """Add rank 0's progress (scraped when due, D6) and the checkpoint event rate limit."""
@@ -202,43 +316,127 @@ class Controller:
         sample = state.sample
         return dataclasses.replace(
             observed,
-            progress=progress_fields(sample, state.steps_per_second, now) if fresh else None,
-            checkpoint=checkpoint_fields(sample, checkpoint_base_uri(job, self.settings)) if fresh else None,
+            progress=progress_fields(sample, state.steps_per_second, state.scraped_at or now)
+            if fresh
+            else None,
+            checkpoint=checkpoint_fields(sample, job.checkpoint_uri) if fresh else None,
             progress_step=sample.step,
             step_changed_at=state.step_changed_at,
             checkpoint_event_due=due,
         )
 
-    async def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
-        if status == (body.get("status") or {}):
-            return
+    def _non_finite_warning(self, key: Key, running: bool) -> list[Event]:
+        """A NonFiniteLoss warning when rank 0 starts reporting NaN/Inf (once per onset, issue 13 item 7)."""
+        state: JobProgress | None = self.poller.latest(key)
+        current = state.sample.non_finite if running and state and state.sample and not state.failures else ()
+        previous = self._non_finite.get(key, ())
+        if current:
+            self._non_finite[key] = current
+        else:
+            self._non_finite.pop(key, None)
+        if not current or previous:
+            return []
+        return [
+            Event(
+                "Warning",
+                "NonFiniteLoss",
+                f"rank 0 reports non-finite {', '.join(current)} (NaN or Inf: training diverged or fp16 "
+                "overflowed); those values are left out of status.progress. Lower the learning rate or "
+                "use bf16, then recreate the job to resume from its last checkpoint",
+            )
+        ]
+
+    async def _write_status(
+        self, key: Key, body: dict[str, Any], status: dict[str, Any], now: datetime.datetime
+    ) -> float | None:
+        """Write `status` if it changed; returns seconds until a coalesced progress write is due."""
+        previous = body.get("status") or {}
+        status = drop_non_finite(status)
+        if status == previous:
+            self.metrics.status_writes_total.labels(result="unchanged").inc()
+            return None
+        if progress_only_change(previous, status):
+            written = self._progress_written_at.get(key)
+            wait = (
+                0.0
+                if written is None
+                else self.settings.progress_interval_seconds - (now - written).total_seconds()
+            )
+            if wait > 0:
+                self.metrics.status_writes_total.labels(result="coalesced").inc()
+                return wait + 0.05
         metadata = body["metadata"]
-        await self.kube.patch_finetunejob_status(
-            metadata["namespace"], metadata["name"], status, metadata.get("resourceVersion")
-        )
+        try:
+            result = await self.kube.patch_finetunejob_status(
+                metadata["namespace"], metadata["name"], status, metadata.get("resourceVersion")
+            )
+        except Conflict:
+            self._bodies.pop(key, None)  # the retry reads the FineTuneJob fresh
+            raise
+        self.metrics.status_writes_total.labels(result="written").inc()
+        if result is not None:
+            self._bodies[key] = result  # its watch echo then carries nothing new: no extra pass
+        if status.get("progress") != previous.get("progress"):
+            self._progress_written_at[key] = now
+        return None
 
     async def _act(self, job: JobView, decision: Decision) -> None:
+        key = (job.namespace, job.name)
         for action in decision.actions:
             extra = {"namespace": job.namespace, "job": job.name, "action": type(action).__name__}
             if isinstance(action, CreateService):
-                await self.kube.create_service(action.manifest)
+                if await self._create_child(self.kube.create_service, action.manifest):
+                    self.expectations.expect_created(key, "services", action.manifest["metadata"]["name"])
+            elif isinstance(action, CreateConfigMap):
+                await self._create_spec_config_map(job, action.manifest)
             elif isinstance(action, CreateJob):
-                created = await self.kube.create_job(action.manifest)
+                created = await self._create_child(self.kube.create_job, action.manifest)
+                if created:
+                    self.expectations.expect_created(key, "jobs", action.manifest["metadata"]["name"])
                 logger.info(
                     "attempt %d Job %s", action.attempt, "created" if created else "exists", extra=extra
                 )
+            elif isinstance(action, DeleteConfigMap):
+                if self.children.lookup("configmaps", job.namespace, action.name) is not None:
+                    await self.kube.delete_config_map(job.namespace, action.name)
+                    self.expectations.expect_deleted(key, "configmaps", action.name)
             elif isinstance(action, DeleteJob):
                 await self.kube.delete_job(job.namespace, action.name)
+                self.expectations.expect_deleted(key, "jobs", action.name)
                 logger.info("deleting Job %s: %s", action.name, action.why, extra=extra)
             elif isinstance(action, DeleteFineTuneJob):
                 await self.kube.delete_finetunejob(job.namespace, job.name, job.uid)
                 logger.info("deleting the FineTuneJob: %s", action.why, extra=extra)
 
-    async def _post_events(
-        self, body: dict[str, Any], events: list[tuple[str, str, str]], now: datetime.datetime
-    ) -> None:
-        for event_type, reason, message in events:
-            await self.kube.post_event(body, event_type, reason, message, now)
+    async def _create_child(self, create: Callable[..., Any], manifest: dict[str, Any]) -> bool:
+        """Create one child; a permanent 4xx becomes ChildRejected with the API's message."""
+        try:
+            return bool(await create(manifest))
+        except ApiException as error:
+            message = api_message(error)
+            if not permanent_rejection(error.status, message):
+                raise
+            kind, name = manifest["kind"], manifest["metadata"]["name"]
+            raise ChildRejected(f"the API server refused to create {kind} {name}: {message}") from None
+
+    async def _create_spec_config_map(self, job: JobView, manifest: dict[str, Any]) -> None:
+        """The spec file; an existing ConfigMap of that name must be this job's own."""
+        key, name = (job.namespace, job.name), manifest["metadata"]["name"]
+        if self.children.has("configmaps", key, job.uid, name):
+            return  # ours, from an earlier attempt: nothing to send
+        if await self._create_child(self.kube.create_config_map, manifest):
+            self.expectations.expect_created(key, "configmaps", name)
+            return
+        owners = await self.kube.config_map_owner_uids(job.namespace, name)
+        if owners is not None and job.uid not in owners:
+            raise ChildRejected(
+                f"ConfigMap {name} already exists and does not belong to this FineTuneJob; the operator "
+                "keeps the trainer's spec there: delete or rename that ConfigMap, or rename the job"
+            )
+
+    async def _post_events(self, body: dict[str, Any], events: list[Event], now: datetime.datetime) -> None:
+        for event in events:
+            await self.kube.post_event(body, event.type, event.reason, event.message, now)
 
     def _count(self, key: Key, decision: Decision) -> None:
         if decision.restart_kind:
@@ -249,3 +447,5 @@ class Controller:
         self.metrics.set_job_conditions(
             key, [kind for kind in cond.ALL_TYPES if cond.is_true(conditions, kind)]
         )
+        for kind, count in self.children.sizes().items():
+            self.metrics.cache_objects.labels(kind=kind).set(count)

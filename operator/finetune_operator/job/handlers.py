@@ -1,9 +1,14 @@
-"""Kopf wiring: watches feed job keys into the controller's work queue; nothing else happens here.
+"""Kopf wiring: the FineTuneJob watch feeds the controller; nothing else happens here.
 
 Only `@kopf.on.event` handlers are used (plus startup/cleanup): they need no finalizer and store no
 progress annotations on the FineTuneJob, so deleting a job never waits for the operator and the
 operator never writes anything but status. Timers would add a finalizer per object (Kopf needs one
 to stop them); the controller's own per-key timers replace them.
+
+The children (Jobs, pods, Services, ConfigMaps) are not watched through Kopf: Kopf's `labels=`
+filter runs on the client, after every pod and Job of the cluster has crossed the wire. The
+controller's own informers (job/cache.py) watch them with a server-side label selector and queue
+the owning job themselves (issue 16).
 """
 
 from __future__ import annotations
@@ -14,16 +19,12 @@ from typing import Any
 import kopf
 
 from finetune_api.constants import GROUP, PLURAL, VERSION
-from finetune_operator import naming
 from finetune_operator.job.controller import Controller
 from finetune_operator.kube import Kube, load_client_config
 from finetune_operator.metrics import OperatorMetrics
-from finetune_operator.reconcile_pool import route_watch_event
 from finetune_operator.settings import Settings
 
 logger = logging.getLogger("finetune_operator")
-
-MANAGED = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
 
 
 def _controller(memo: Any) -> Controller | None:
@@ -36,6 +37,9 @@ async def start_controller(settings: kopf.OperatorSettings, memo: Any, **_: Any)
     settings.posting.enabled = False  # our Events are posted by the controller, after status writes
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = 30  # Kopf's own calls (peering, listing): never hang
+    settings.networking.connect_timeout = 10
     settings.networking.error_backoffs = [1, 2, 5, 10]
     kube = Kube(await load_client_config())
     if not operator_settings.standalone:
@@ -43,7 +47,7 @@ async def start_controller(settings: kopf.OperatorSettings, memo: Any, **_: Any)
     metrics: OperatorMetrics = memo.metrics
     metrics.serve(operator_settings.metrics_port, operator_settings.metrics_bind_address)
     controller = Controller(operator_settings, kube, metrics)
-    controller.start()
+    await controller.start()  # returns once the child cache is filled: no pass decides on a partial view
     memo.controller = controller
     logger.info(
         "operator ready",
@@ -60,22 +64,7 @@ async def stop_controller(memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def finetunejob_event(event: dict[str, Any], name: str, namespace: str, memo: Any, **_: Any) -> None:
-    route_watch_event(_controller(memo), event, (namespace, name))
-
-
-def _enqueue_owner(labels: dict[str, str], namespace: str, memo: Any) -> None:
+async def finetunejob_event(event: dict[str, Any], memo: Any, **_: Any) -> None:
     controller = _controller(memo)
-    owner = labels.get(naming.LABEL_JOB_NAME)
-    if controller is not None and owner:
-        controller.enqueue((namespace, owner))
-
-
-@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-async def attempt_job_event(labels: dict[str, str], namespace: str, memo: Any, **_: Any) -> None:
-    _enqueue_owner(labels, namespace, memo)
-
-
-@kopf.on.event("", "v1", "pods", labels=MANAGED)
-async def worker_pod_event(labels: dict[str, str], namespace: str, memo: Any, **_: Any) -> None:
-    _enqueue_owner(labels, namespace, memo)
+    if controller is not None:
+        controller.on_finetunejob_event(event)

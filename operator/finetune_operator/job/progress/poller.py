@@ -33,16 +33,46 @@ Key = tuple[str, str]  # (namespace, name)
 Fetch = Callable[[str, float], Awaitable[str]]
 
 
-async def fetch_metrics_text(url: str, timeout_seconds: float) -> str:
-    """GET a Prometheus endpoint and return its text; raises on any transport or HTTP error."""
+MAX_BODY_BYTES = 1 << 20
+"""The trainer's exposition is a few KiB; anything past 1 MiB is not a trainer and is not read."""
+
+
+class ScrapeRefused(Exception):
+    """The endpoint answered, but not with something the operator will read (redirect, error, too big)."""
+
+
+async def fetch_metrics_text(url: str, timeout_seconds: float, max_bytes: int = MAX_BODY_BYTES) -> str:
+    """GET a Prometheus endpoint and return its text; raises on any transport or HTTP error.
+
+    The URL is a pod IP that a tenant's container answers, so the answer is untrusted (issue 13
+    item 5): redirects are never followed (a redirect to the cloud metadata service or to an
+    in-cluster API would make the operator fetch it with its own network position), and the body
+    is read in chunks and abandoned past `max_bytes`, so a pod streaming forever costs at most
+    1 MiB and the timeout, never the operator's memory.
+    """
     timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
-        response.raise_for_status()
-        return await response.text()
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(url, allow_redirects=False) as response,
+    ):
+        if response.status != 200:
+            raise ScrapeRefused(
+                f"HTTP {response.status} from {url} (only 200 is read; redirects are not followed)"
+            )
+        if (response.content_length or 0) > max_bytes:
+            raise ScrapeRefused(f"{url} announced {response.content_length} bytes, more than {max_bytes}")
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            body.extend(chunk)
+            if len(body) > max_bytes:
+                raise ScrapeRefused(f"{url} sent more than {max_bytes} bytes; not a trainer's metrics")
+        return body.decode(response.get_encoding() if response.charset else "utf-8", errors="replace")
 
 
 def metrics_url(pod_ip: str, port: int) -> str:
-    return f"http://{pod_ip}:{port}/metrics"
+    """rank 0's metrics URL; an IPv6 pod IP goes in brackets."""
+    host = f"[{pod_ip}]" if ":" in pod_ip and not pod_ip.startswith("[") else pod_ip
+    return f"http://{host}:{port}/metrics"
 
 
 def backoff_delay(failures: int, interval: float, cap: float) -> float:
@@ -63,6 +93,8 @@ class JobProgress:
     failures: int = 0
     last_error: str | None = None
     url: str | None = None
+    scraped_at: datetime | None = None
+    """When `sample` was read: status.progress.updateTime, so a pass without a new scrape writes nothing."""
 
     @property
     def steps_per_second(self) -> float | None:
@@ -112,15 +144,18 @@ class ProgressPoller:
                 return state
             try:
                 text = await self._fetch(url, self.timeout)
-            except Exception as error:  # connection refused, timeout, HTTP error: all "unreachable"
+                # Parsing is CPU work on untrusted text: off the event loop, inside this error boundary
+                # (a body that does not parse counts as one failed scrape, never as a failed pass).
+                sample = await asyncio.to_thread(parse_trainer_metrics, text)
+            except Exception as error:  # refused, timeout, HTTP error, garbage: all "unreachable"
                 state.failures += 1
                 state.last_error = f"{type(error).__name__}: {error}"[:300]
                 delay = backoff_delay(state.failures, self.interval, self.max_backoff)
                 state.next_poll = now + timedelta(seconds=delay)
                 logger.debug("metrics unreachable", extra={"fields": {"url": url, "retry_in": delay}})
                 return state
-            self._absorb(state, parse_trainer_metrics(text), now)
-            state.failures, state.last_error = 0, None
+            self._absorb(state, sample, now)
+            state.failures, state.last_error, state.scraped_at = 0, None, now
             state.next_poll = now + timedelta(seconds=self.interval)
             return state
 

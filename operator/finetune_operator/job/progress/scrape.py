@@ -1,9 +1,11 @@
-"""From rank 0's Prometheus text to `status.progress` and `status.checkpoint` (DESIGN.md D6).
+"""From rank 0's Prometheus text to `status.progress` and `status.checkpoint`.
 
 Why pull, and why here: trainer pods hold no Kubernetes credentials, so the operator reads rank 0's
 `/metrics` and writes the status itself. This module is the pure half of that: parsing the
 trainer's exposition text into a sample, and folding a sample into the previous progress (percent,
-a smoothed step rate and the ETA). The HTTP scrape and the timer live in `progress_poller`.
+a smoothed step rate and the ETA). The HTTP scrape and the timer live in `poller`. Series names
+and the checkpoint layout are the trainer's, from `finetune_api.contract` (docs/architecture.md,
+"Progress is pulled").
 
 The step rate is measured by the operator between two scrapes (steps / seconds) rather than derived
 from samples per second, because only the former already accounts for gradient accumulation,
@@ -14,12 +16,15 @@ from an earlier checkpoint).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prometheus_client.parser import text_string_to_metric_families
 
-PREFIX = "finetune_trainer_"
+from finetune_api import contract as c
+
+PREFIX = c.METRIC_PREFIX
 RATE_SMOOTHING = 0.3  # weight of the newest step-rate measurement in the moving average
 
 
@@ -39,48 +44,60 @@ class TrainerSample:
     checkpoint_step: int | None = None
     checkpoint_time: datetime | None = None
     eval_metrics: tuple[tuple[str, float], ...] = ()
+    non_finite: tuple[str, ...] = ()
+    """Series that read NaN or ±Inf (a diverged loss): dropped from the sample, named here."""
 
 
 def parse_trainer_metrics(text: str) -> TrainerSample:
     """Parse Prometheus exposition text from the trainer; unknown series are ignored.
 
+    Non-finite values (NaN, ±Inf) are dropped and named in `non_finite`.
     A gauge that was never set by the trainer is reported as absent rather than 0 where 0 would
     mislead (losses, the checkpoint): the trainer leaves them unset until it has a value, and a
     value of exactly 0 for `checkpoint_last_step` means "no checkpoint committed yet".
     """
     values: dict[str, float] = {}
     eval_metrics: list[tuple[str, float]] = []
+    non_finite: list[str] = []
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if not sample.name.startswith(PREFIX):
                 continue
             name = sample.name.removeprefix(PREFIX)
-            if name == "eval_metric" and "metric" in sample.labels:
-                eval_metrics.append((sample.labels["metric"], float(sample.value)))
+            if not math.isfinite(sample.value):
+                # NaN/Inf cannot go into a JSON status (the API server refuses the whole patch,
+                # issue 13 item 7): the value is unknown, and the controller warns once.
+                non_finite.append(
+                    name if name != "eval_metric" else f"eval_metric{{{sample.labels.get('metric')}}}"
+                )
+                continue
+            if name == c.METRIC_EVAL_METRIC and c.METRIC_EVAL_METRIC_LABEL in sample.labels:
+                eval_metrics.append((sample.labels[c.METRIC_EVAL_METRIC_LABEL], float(sample.value)))
             elif not sample.labels:
                 values[name] = float(sample.value)
 
     def integer(name: str) -> int | None:
         return int(values[name]) if name in values else None
 
-    checkpoint_step = integer("checkpoint_last_step")
-    checkpoint_ts = values.get("checkpoint_last_timestamp_seconds")
+    checkpoint_step = integer(c.METRIC_CHECKPOINT_LAST_STEP)
+    checkpoint_ts = values.get(c.METRIC_CHECKPOINT_LAST_TIMESTAMP)
     has_checkpoint = bool(checkpoint_step) and bool(checkpoint_ts)
     return TrainerSample(
-        step=integer("step"),
-        total_steps=integer("total_steps") or None,
-        epoch=values.get("epoch"),
-        train_loss=_nonzero(values.get("train_loss")),
-        eval_loss=_nonzero(values.get("eval_loss")),
-        best_metric=_nonzero(values.get("best_metric")),
-        learning_rate=values.get("learning_rate"),
-        samples_per_second=values.get("samples_per_second"),
-        tokens_per_second=values.get("tokens_per_second"),
+        step=integer(c.METRIC_STEP),
+        total_steps=integer(c.METRIC_TOTAL_STEPS) or None,
+        epoch=values.get(c.METRIC_EPOCH),
+        train_loss=_nonzero(values.get(c.METRIC_TRAIN_LOSS)),
+        eval_loss=_nonzero(values.get(c.METRIC_EVAL_LOSS)),
+        best_metric=_nonzero(values.get(c.METRIC_BEST_METRIC)),
+        learning_rate=values.get(c.METRIC_LEARNING_RATE),
+        samples_per_second=values.get(c.METRIC_SAMPLES_PER_SECOND),
+        tokens_per_second=values.get(c.METRIC_TOKENS_PER_SECOND),
         checkpoint_step=checkpoint_step if has_checkpoint else None,
         checkpoint_time=datetime.fromtimestamp(checkpoint_ts, UTC)
         if has_checkpoint and checkpoint_ts
         else None,
         eval_metrics=tuple(sorted(eval_metrics)),
+        non_finite=tuple(sorted(set(non_finite))),
     )
 
 
@@ -149,7 +166,7 @@ def checkpoint_fields(sample: TrainerSample, checkpoint_uri: str) -> dict[str, o
     if sample.checkpoint_step is None or sample.checkpoint_time is None:
         return None
     return {
-        "uri": f"{checkpoint_uri.rstrip('/')}/checkpoint-{sample.checkpoint_step}",
+        "uri": c.checkpoint_uri(checkpoint_uri, sample.checkpoint_step),
         "step": sample.checkpoint_step,
         "time": sample.checkpoint_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

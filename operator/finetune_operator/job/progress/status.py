@@ -14,12 +14,14 @@ Pure functions used by `reconcile.decide`. Three sources feed `status.progress` 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from finetune_operator.job.failure_policy import pod_index, trainer_termination
+from finetune_api.contract import EXIT_OK, SUMMARY_METRICS, SUMMARY_PROGRESS_KEYS
+from finetune_operator.job.pods import pod_index, trainer_termination
 
-SUMMARY_KEYS = ("step", "totalSteps", "epoch", "trainLoss", "evalLoss", "bestMetric")
+SUMMARY_KEYS = SUMMARY_PROGRESS_KEYS  # the completion summary's keys that are status.progress fields
 
 
 def completion_summary(pods: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
@@ -28,7 +30,7 @@ def completion_summary(pods: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         if pod_index(pod) != 0:
             continue
         terminated = trainer_termination(pod) or {}
-        if terminated.get("exitCode") != 0:
+        if terminated.get("exitCode") != EXIT_OK:
             return None
         try:
             summary = json.loads(terminated.get("message") or "")
@@ -89,7 +91,7 @@ def final_metric_text(
     """', best f1_macro 0.912, eval loss 0.301' style suffix for the completion message."""
     parts = []
     source = {**(progress or {}), **(summary or {})}
-    final_metrics = (summary or {}).get("metrics") or {}
+    final_metrics = (summary or {}).get(SUMMARY_METRICS) or {}
     value = final_metrics.get(metric, final_metrics.get(f"eval_{metric}"))
     if value is not None:
         parts.append(f"final {metric} {_short(value)}")
@@ -104,3 +106,41 @@ def final_metric_text(
 
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def drop_non_finite(value: Any) -> Any:
+    """`value` (a status document) without any NaN or ±Inf float, at any depth.
+
+    The last line of defence before a status write (issue 13 item 7): the API server refuses a
+    patch that contains one, and a refused write used to fail every later pass of the job, its
+    deadline and suspend included. Whatever produced the value, the rest of the status still lands.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        kept = {key: drop_non_finite(item) for key, item in value.items()}
+        return {key: item for key, item in kept.items() if not _dropped(value[key], item)}
+    if isinstance(value, list):
+        return [drop_non_finite(item) for item in value if not _non_finite(item)]
+    return value
+
+
+def _non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _dropped(original: Any, cleaned: Any) -> bool:
+    return cleaned is None and _non_finite(original)
+
+
+def progress_only_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """True when two statuses differ, and only in status.progress (a heartbeat of a running job).
+
+    Such a write tells the user nothing but newer numbers, so the controller coalesces it to at
+    most one per progress interval (issue 16); any other change (a condition, the phase, a
+    checkpoint, the workers) is written at once.
+    """
+    if old == new:
+        return False
+    keys = (set(old) | set(new)) - {"progress"}
+    return all(old.get(key) == new.get(key) for key in keys)

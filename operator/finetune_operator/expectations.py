@@ -1,0 +1,83 @@
+"""Expectations: what a pass created or deleted and the watch-fed cache has not shown yet (issue 16).
+
+Why (controller-runtime's ControllerExpectations, by name instead of by count): a pass reads its
+children from the cache, and the cache lags the API server by one watch event. Right after a pass
+created attempt 3's Job, the next pass could still see no such Job and decide to create it (and
+announce it) again; right after a delete, it could delete again. So each create and delete is
+recorded here, and a pass for a key with an unmet expectation does not decide at all: the watch
+event that meets it queues the key again. An expectation also ends after `ttl` seconds (a lost
+event, or a create refused for a reason the cache will never show), so nothing waits forever.
+
+After an operator crash there is nothing to expect: the new process's cache starts from a full
+list, which already shows everything the dead one created. Fixed child names make a create that
+races anyway answer "already exists", never a duplicate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Key = tuple[str, str]
+Lookup = Callable[[str, str, str], dict[str, Any] | None]
+"""(kind, namespace, name) -> the cached object, or None."""
+
+DEFAULT_TTL_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Expectation:
+    kind: str
+    name: str
+    created: bool
+    """True: waiting to see it exist; False: waiting to see it gone or deleting."""
+    deadline: float
+
+
+class Expectations:
+    """Pending creates and deletes per FineTuneJob key."""
+
+    def __init__(self, ttl: float = DEFAULT_TTL_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self.clock = clock
+        self._pending: dict[Key, list[Expectation]] = {}
+
+    def expect_created(self, key: Key, kind: str, name: str) -> None:
+        self._add(key, Expectation(kind, name, True, self.clock() + self.ttl))
+
+    def expect_deleted(self, key: Key, kind: str, name: str) -> None:
+        self._add(key, Expectation(kind, name, False, self.clock() + self.ttl))
+
+    def _add(self, key: Key, expectation: Expectation) -> None:
+        pending = [
+            e for e in self._pending.get(key, ()) if (e.kind, e.name) != (expectation.kind, expectation.name)
+        ]
+        self._pending[key] = [*pending, expectation]
+
+    def forget(self, key: Key) -> None:
+        self._pending.pop(key, None)
+
+    def unmet(self, key: Key, lookup: Lookup) -> list[Expectation]:
+        """The expectations of `key` the cache does not meet yet (met and expired ones are dropped)."""
+        pending = self._pending.get(key)
+        if not pending:
+            return []
+        now = self.clock()
+        left = [e for e in pending if e.deadline > now and not _met(e, key[0], lookup)]
+        if left:
+            self._pending[key] = left
+        else:
+            del self._pending[key]
+        return left
+
+    def __len__(self) -> int:
+        return sum(len(pending) for pending in self._pending.values())
+
+
+def _met(expectation: Expectation, namespace: str, lookup: Lookup) -> bool:
+    obj = lookup(expectation.kind, namespace, expectation.name)
+    if expectation.created:
+        return obj is not None
+    return obj is None or bool((obj.get("metadata") or {}).get("deletionTimestamp"))
