@@ -166,6 +166,14 @@ def _process_node_spec(config: ClusterConfig) -> DaemonSpec:
             str(config.log_dir),
             "--pod-cidr",
             config.process_node_pod_cidr,
+            "--kubelet-port",
+            str(config.ports.process_node_kubelet),
+            "--tls-cert-file",
+            str(config.pki_dir / "processnode.crt"),
+            "--tls-private-key-file",
+            str(config.pki_dir / "processnode.key"),
+            "--client-ca-file",
+            str(config.pki_dir / "ca.crt"),
         ),
     )
 

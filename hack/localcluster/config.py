@@ -127,6 +127,27 @@ class Ports:
         """First of the ports left to the process node (offsets 30..39)."""
         return self.base + 30
 
+    @property
+    def process_node_kubelet(self) -> int:
+        """The process node's kubelet endpoint (container logs for `kubectl logs`)."""
+        return self.process_node_first
+
+    @property
+    def kueue_webhook(self) -> int:
+        return self.base + 22
+
+    @property
+    def kueue_metrics(self) -> int:
+        return self.base + 23
+
+    @property
+    def kueue_health(self) -> int:
+        return self.base + 24
+
+    @property
+    def prometheus(self) -> int:
+        return self.base + 25
+
 
 @dataclass(frozen=True)
 class ClusterConfig:

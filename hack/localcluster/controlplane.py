@@ -12,6 +12,9 @@ Why these flags (each one is a decision, so they live together here as pure argv
   latter lets pods that request ``nvidia.com/gpu`` tolerate the GPU nodes' taint, as on GKE).
 - Service-account tokens: the API server signs with ``sa.key``, the controller manager's token
   controller gets the same key and the CA (``--root-ca-file``) to publish ``kube-root-ca.crt``.
+- ``--kubelet-client-certificate``/``--kubelet-certificate-authority``: `kubectl logs` goes through
+  the API server to a node's kubelet endpoint; the process node serves it over TLS with a
+  certificate of the cluster CA and accepts only this client certificate (mutual TLS, D9 loopback).
 - No leader election (one replica each, faster start); etcd without fsync (test data only).
 - Controller manager and scheduler get higher client QPS so benchmarks with thousands of pods are
   limited by the controllers, not by client-side throttling.
@@ -74,6 +77,10 @@ def apiserver_spec(config: ClusterConfig) -> DaemonSpec:
             f"--service-account-issuer={config.apiserver_url}",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP",
             "--allow-privileged=true",
             "--profiling=false",
             "--event-ttl=1h",

@@ -14,6 +14,12 @@ Files (under ``<state>/pki``):
 - ``admin.crt``/``.key``: client certificate ``CN=finetune-admin, O=system:masters``.
 - ``controller-manager.crt``/``.key``, ``scheduler.crt``/``.key``: the identities RBAC's
   bootstrap roles expect (``system:kube-controller-manager``, ``system:kube-scheduler``).
+- ``apiserver-kubelet-client.crt``/``.key``: the API server's client identity towards kubelets
+  (``--kubelet-client-certificate``); the process node's log endpoint accepts only it.
+- ``processnode.crt``/``.key``: the process node's kubelet serving certificate (127.0.0.1), which
+  the API server verifies with ``--kubelet-certificate-authority`` (the cluster CA).
+- ``kueue-webhook.crt``/``.key``: Kueue's webhook serving certificate (127.0.0.1), trusted by the
+  webhook configurations through the cluster CA as their ``caBundle``.
 - ``sa.key``/``sa.pub``: the service-account token signing key pair.
 """
 
@@ -44,7 +50,12 @@ class ClientIdentity:
 ADMIN = ClientIdentity("admin", "finetune-admin", "system:masters")
 CONTROLLER_MANAGER = ClientIdentity("controller-manager", "system:kube-controller-manager")
 SCHEDULER = ClientIdentity("scheduler", "system:kube-scheduler")
-CLIENT_IDENTITIES = (ADMIN, CONTROLLER_MANAGER, SCHEDULER)
+APISERVER_KUBELET_CLIENT = ClientIdentity(
+    "apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"
+)
+CLIENT_IDENTITIES = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, APISERVER_KUBELET_CLIENT)
+# Serving certificates for loopback servers the API server dials: file stem -> subject.
+LOOPBACK_SERVERS = {"processnode": "/CN=system:node:local-0", "kueue-webhook": "/CN=kueue-webhook-service"}
 
 
 def serving_sans(service_ip: str) -> str:
@@ -113,6 +124,15 @@ def ensure_pki(pki: Path, service_ip: str) -> None:
                 identity.subject,
                 "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
                 "extendedKeyUsage=clientAuth\n",
+                pki,
+            )
+    for stem, subject in LOOPBACK_SERVERS.items():
+        if not (pki / f"{stem}.crt").exists():
+            _signed_cert(
+                stem,
+                subject,
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
                 pki,
             )
     if not (pki / "sa.key").exists():

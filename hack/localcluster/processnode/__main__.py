@@ -15,6 +15,7 @@ from pathlib import Path
 
 from localcluster.processnode.daemon import Options, ProcessNode
 from localcluster.processnode.ipam import DEFAULT_POD_CIDR
+from localcluster.processnode.logserver import TLSFiles
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -33,7 +34,20 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--shutdown-grace-seconds", type=float, default=15.0, help="longest wait for pods to stop on shutdown"
     )
+    parser.add_argument(
+        "--kubelet-port", type=int, default=0, help="serve the kubelet log endpoint here (0: do not)"
+    )
+    parser.add_argument("--tls-cert-file", type=Path, help="kubelet serving certificate (cluster CA)")
+    parser.add_argument("--tls-private-key-file", type=Path, help="its key")
+    parser.add_argument("--client-ca-file", type=Path, help="CA of the client certificates to accept")
     args = parser.parse_args(argv)
+    tls_files = (args.tls_cert_file, args.tls_private_key_file, args.client_ca_file)
+    if args.kubelet_port and not all(tls_files):
+        parser.error(
+            "--kubelet-port needs --tls-cert-file, --tls-private-key-file and --client-ca-file "
+            "(the endpoint is TLS with client certificates, like a kubelet's)"
+        )
+    tls = TLSFiles(*tls_files) if all(tls_files) else None
     return Options(
         kubeconfig=args.kubeconfig,
         node_name=args.node_name,
@@ -42,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         pod_cidr=args.pod_cidr,
         cpu=args.cpu,
         shutdown_grace_seconds=args.shutdown_grace_seconds,
+        kubelet_port=args.kubelet_port,
+        kubelet_tls=tls,
     )
 
 

@@ -18,6 +18,7 @@ from localcluster.processnode import killing, launcher
 from localcluster.processnode.hostsfile import HostsRegistry
 from localcluster.processnode.ipam import DEFAULT_POD_CIDR, AddressAllocator
 from localcluster.processnode.kube import ApiException, Kube
+from localcluster.processnode.logserver import KubeletLogServer, LogTarget, TLSFiles
 from localcluster.processnode.nodeobject import NodeHeartbeat
 from localcluster.processnode.podworker import NodeContext, PodWorker
 from localcluster.processnode.state import PodDirs, PodState, load_all
@@ -37,6 +38,8 @@ class Options:
     pod_cidr: str = DEFAULT_POD_CIDR
     cpu: int | None = None
     shutdown_grace_seconds: float = 15.0
+    kubelet_port: int = 0  # 0: no log endpoint
+    kubelet_tls: TLSFiles | None = None
 
 
 def kill_orphans(state: PodState) -> None:
@@ -69,7 +72,10 @@ class ProcessNode:
             namespaces=namespaces,
             shutdown_grace_seconds=options.shutdown_grace_seconds,
         )
-        self._heartbeat = NodeHeartbeat(self._kube, options.node_name, options.cpu)
+        self._heartbeat = NodeHeartbeat(self._kube, options.node_name, options.cpu, options.kubelet_port)
+        self._log_server: KubeletLogServer | None = None
+        if options.kubelet_port and options.kubelet_tls is not None:
+            self._log_server = KubeletLogServer(options.kubelet_port, self.log_target, options.kubelet_tls)
 
     def stop(self) -> None:
         self._stop.set()
@@ -82,6 +88,8 @@ class ProcessNode:
             if state.ip:
                 self._ctx.allocator.restore(state.uid, state.ip)
             self._recovered[state.uid] = state
+        if self._log_server is not None:
+            self._log_server.start()
         self._register()
         self._heartbeat.start()
         watcher = threading.Thread(target=self._watch_forever, name="pod-watch", daemon=True)
@@ -174,6 +182,16 @@ class ProcessNode:
         if worker is not None:
             worker.observe(None)
 
+    def log_target(self, namespace: str, name: str, container: str) -> LogTarget | None:
+        """Where the log of a container of a pod on this node is (None: no such pod or container)."""
+        with self._workers_lock:
+            workers = [w for w in self._workers.values() if w.pod_key == (namespace, name)]
+        for worker in workers:
+            found = worker.log_target(container)
+            if found is not None:
+                return LogTarget(found[0], lambda worker=worker: _running(worker, container))
+        return None
+
     def _worker_done(self, uid: str) -> None:
         with self._workers_lock:
             self._workers.pop(uid, None)
@@ -182,12 +200,19 @@ class ProcessNode:
     def _shutdown(self) -> None:
         log.info("shutting down: stopping every pod")
         self._heartbeat.stop()
+        if self._log_server is not None:
+            self._log_server.stop()
         with self._workers_lock:
             workers = list(self._workers.values())
         for worker in workers:
             worker.request_shutdown()
         for worker in workers:
             worker.join(self._options.shutdown_grace_seconds + 20)
+
+
+def _running(worker: PodWorker, container: str) -> bool:
+    found = worker.log_target(container)
+    return found is not None and found[1]
 
 
 class _Relist(Exception):

@@ -54,7 +54,9 @@ def node_spec() -> dict[str, Any]:
     return {"taints": [{"key": LABEL, "value": "true", "effect": "NoSchedule"}]}
 
 
-def node_status(name: str, cpu: int, memory: int, now: str, since: str) -> dict[str, Any]:
+def node_status(
+    name: str, cpu: int, memory: int, now: str, since: str, kubelet_port: int = 0
+) -> dict[str, Any]:
     resources = {"cpu": str(cpu), "memory": str(memory), "pods": "110", "ephemeral-storage": "100Gi"}
     healthy = [
         ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
@@ -77,7 +79,7 @@ def node_status(name: str, cpu: int, memory: int, now: str, since: str) -> dict[
             for kind, status, reason, message in healthy
         ],
         "addresses": [{"type": "InternalIP", "address": HOST_IP}, {"type": "Hostname", "address": name}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
         "nodeInfo": {
             "machineID": "",
             "systemUUID": "",
@@ -109,8 +111,9 @@ def _now_micro() -> str:
 class NodeHeartbeat:
     """Registers the node, then keeps it Ready until stopped."""
 
-    def __init__(self, kube: Kube, name: str, cpu: int | None = None) -> None:
+    def __init__(self, kube: Kube, name: str, cpu: int | None = None, kubelet_port: int = 0) -> None:
         self._kube = kube
+        self._kubelet_port = kubelet_port
         self._name = name
         self._cpu = cpu or os.cpu_count() or 1
         self._memory = host_memory_bytes()
@@ -136,7 +139,9 @@ class NodeHeartbeat:
         self._kube.renew_lease(lease_body(self._name, _now_micro()))
 
     def _status(self) -> dict[str, Any]:
-        return node_status(self._name, self._cpu, self._memory, now_rfc3339(), self._since)
+        return node_status(
+            self._name, self._cpu, self._memory, now_rfc3339(), self._since, self._kubelet_port
+        )
 
     def start(self) -> None:
         self._thread.start()

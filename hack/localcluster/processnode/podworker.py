@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from localcluster.processnode import killing, launcher
+from localcluster.processnode.containerlogs import record_run_start
 from localcluster.processnode.containerplan import plan_launch
 from localcluster.processnode.envvars import EnvConfigError
 from localcluster.processnode.hostsfile import HostsRegistry, pod_address
@@ -283,7 +284,7 @@ class PodWorker:
             save(self._dirs, self._state)
             return
         log_path = self._log_path(record.name)
-        self._log_offsets[record.name] = log_path.stat().st_size if log_path.exists() else 0
+        self._log_offsets[record.name] = record_run_start(log_path)
         proc = launcher.spawn(plan.argv, plan.env, log_path, plan.cwd)
         self._procs[record.name] = proc
         record.state, record.reason, record.message = RUNNING, "", ""
@@ -298,6 +299,16 @@ class PodWorker:
             record.name,
             proc.pid,
         )
+
+    def log_target(self, container: str) -> tuple[Path, bool] | None:
+        """The container's log file and whether it is running now (for the kubelet log endpoint)."""
+        if all(record.name != container for record in self._state.containers):
+            return None
+        return self._log_path(container), container in self._procs
+
+    @property
+    def pod_key(self) -> tuple[str, str]:
+        return self._state.namespace, self._state.name
 
     def _log_path(self, container: str) -> Path:
         return (
