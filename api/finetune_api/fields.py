@@ -5,7 +5,7 @@ the Python check, so the model and the generated CRD refuse the same values with
 """
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
@@ -96,6 +96,33 @@ KubernetesName = Annotated[
 ]
 
 ShortText = Annotated[str, Field(max_length=256)]
+
+NO_EXPANSION_CEL = "!self.contains('$(')"
+NO_EXPANSION_MESSAGE = (
+    "must not contain '$(': this text reaches the trainer's environment, where the kubelet would "
+    "expand $(NAME) to another variable's value (such as a storage Secret's key); remove it"
+)
+
+
+def _check_no_expansion(value: str) -> str:
+    if "$(" in value:
+        raise ValueError(f"{NO_EXPANSION_MESSAGE}; got {value!r}")
+    return value
+
+
+def env_text(max_length: int, pattern: str | None = None) -> Any:
+    """A string that the operator places into the workers' env: `$(` is refused (issue 13)."""
+    return Annotated[
+        str,
+        Field(
+            max_length=max_length,
+            pattern=pattern,
+            json_schema_extra={
+                "x-kubernetes-validations": [{"rule": NO_EXPANSION_CEL, "message": NO_EXPANSION_MESSAGE}]
+            },
+        ),
+        AfterValidator(_check_no_expansion),
+    ]
 
 
 def _check_unique(values: list[str] | None) -> list[str] | None:

@@ -42,6 +42,32 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
 ]
 
 
+JOB_NAME_MAX_LENGTH = 49
+"""The workers' hostnames are <name>-a<attempt>-<index> and must stay 63-character DNS labels: 49
+leaves room for 10 million attempts of 1024 workers. (A schedule's runs, <schedule>-<unix minutes>,
+fit: schedule names are capped at 40.)"""
+DNS_LABEL_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+NAME_RULES: list[dict[str, str]] = [
+    {
+        "rule": f"self.metadata.name.size() <= {JOB_NAME_MAX_LENGTH}",
+        "message": (
+            f"metadata.name must be at most {JOB_NAME_MAX_LENGTH} characters: the workers' hostnames "
+            "<name>-a<attempt>-<index> must stay valid 63-character DNS labels; choose a shorter name"
+        ),
+    },
+    {
+        "rule": f"self.metadata.name.matches('{DNS_LABEL_PATTERN}')",
+        "message": (
+            "metadata.name must be a DNS label (lowercase letters, digits and '-', starting with a letter "
+            "and ending with a letter or digit; no '.'): it also names the job's headless Service"
+        ),
+    },
+]
+"""CEL on the object itself (it may look at metadata.name), so that no name the API accepts can
+give a child the API refuses."""
+
+
 def finetunejob_schema() -> dict[str, Any]:
     """openAPIV3Schema of the FineTuneJob kind."""
     spec = model_schema(FineTuneJobSpec)
@@ -55,6 +81,7 @@ def finetunejob_schema() -> dict[str, Any]:
         ),
         spec=spec,
         status=model_schema(FineTuneJobStatus),
+        validations=NAME_RULES,
     )
 
 

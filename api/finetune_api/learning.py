@@ -13,6 +13,7 @@ from pydantic import Field
 from finetune_api.base import ApiModel
 from finetune_api.fields import ShortText, StorageUri, UniqueNames
 from finetune_api.rules import Rule
+from finetune_api.scaling import Distribution, Quantization
 
 Task = Literal["sequence-classification", "causal-lm"]
 DataFormat = Literal["auto", "jsonl", "csv", "parquet"]
@@ -144,6 +145,13 @@ class Model(ApiModel):
         default=False,
         description="Allow model code shipped with the checkpoint to run (transformers trust_remote_code).",
     )
+    quantization: Quantization | None = Field(
+        default=None,
+        description=(
+            "Load the frozen base weights quantized to 4 or 8 bits (QLoRA, bitsandbytes). Requires lora and "
+            "GPUs. Absent loads the weights in the training precision."
+        ),
+    )
 
 
 class Split(ApiModel):
@@ -250,6 +258,13 @@ class Evaluation(ApiModel):
         description="Stop early when the metric stops improving. Absent disables early stopping.",
     )
 
+    @property
+    def resolved_greater_is_better(self) -> bool:
+        """greaterIsBetter, or its documented default: false for loss and perplexity, true otherwise."""
+        if self.greater_is_better is not None:
+            return self.greater_is_better
+        return self.metric not in ("loss", "perplexity")
+
 
 class Training(ApiModel):
     """Optimisation hyperparameters (HF TrainingArguments)."""
@@ -327,7 +342,7 @@ class Training(ApiModel):
     )
     class_weight_values: list[Annotated[float, Field(ge=0.0, le=1e6)]] | None = Field(
         default=None,
-        max_length=100000,
+        max_length=10000,  # keeps the largest spec well inside a ConfigMap (1 MiB) and etcd's limit
         description=(
             "One non-negative weight per class, in label-id order. Required for (and only with) "
             "classWeights explicit."
@@ -337,3 +352,13 @@ class Training(ApiModel):
         default=10, ge=1, le=10**9, description="Optimizer steps between loss log lines and metrics updates."
     )
     evaluation: Evaluation = section(Evaluation, "Evaluation schedule, best-model metric and early stopping.")
+    distribution: Distribution = section(
+        Distribution, "How the model is spread over the ranks: full copies (DDP) or shards (FSDP)."
+    )
+
+    @property
+    def resolved_eval_batch_size_per_device(self) -> int:
+        """evalBatchSizePerDevice, or its documented default: batchSizePerDevice."""
+        if self.eval_batch_size_per_device is not None:
+            return self.eval_batch_size_per_device
+        return self.batch_size_per_device

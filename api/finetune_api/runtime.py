@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from finetune_api.base import ApiModel
-from finetune_api.fields import KubernetesName, Quantity, ShortText, StorageUri
+from finetune_api.fields import KubernetesName, Quantity, ShortText, StorageUri, env_text
 from finetune_api.rules import Rule
 
 LabelKey = Annotated[str, Field(min_length=1, max_length=317)]
@@ -163,14 +163,13 @@ class Storage(ApiModel):
             "equivalents, passed to the workers as env. Required when any URI uses s3://, gs:// or az://."
         ),
     )
-    endpoint: Annotated[str, Field(max_length=2048)] | None = Field(
+    endpoint: env_text(2048, r"^https?://[^\s]+$") | None = Field(  # type: ignore[valid-type]
         default=None,
-        pattern=r"^https?://[^\s]+$",
         description=(
             "S3-compatible endpoint URL, e.g. https://minio.example:9000. Absent uses the provider's default."
         ),
     )
-    region: Annotated[str, Field(max_length=64)] | None = Field(
+    region: env_text(64) | None = Field(  # type: ignore[valid-type]
         default=None, description="Storage region, e.g. eu-west-1."
     )
 

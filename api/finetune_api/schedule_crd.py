@@ -59,6 +59,15 @@ NAME_RULE = {
 }
 
 
+LABEL_NAME_RULE = {
+    "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+    "message": (
+        "metadata.name must be a DNS label (lowercase letters, digits and '-', starting with a letter; "
+        "no '.'): each run <schedule>-<unix minutes> must be a valid FineTuneJob name"
+    ),
+}
+
+
 def _placeholder_rules(job_spec: dict[str, Any]) -> None:
     """Add the placeholder CEL check to each template field that may hold placeholders."""
     for path in PLACEHOLDER_SPEC_FIELDS:
@@ -84,7 +93,7 @@ def finetuneschedule_schema() -> dict[str, Any]:
         ),
         spec=spec,
         status=model_schema(FineTuneScheduleStatus),
-        validations=[NAME_RULE],
+        validations=[NAME_RULE, LABEL_NAME_RULE],
     )
 
 

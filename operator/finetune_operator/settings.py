@@ -53,6 +53,17 @@ class Settings:
     """Run without peering (development only: two standalone operators would fight)."""
     liveness_endpoint: str = ""
     """Kopf's liveness endpoint, e.g. http://0.0.0.0:8081/healthz; empty disables it."""
+    # --- policies for shared clusters (job/policy.py; docs/operator.md, "Security") --------------
+    allowed_images: tuple[str, ...] = ()
+    """Images a job may set in spec.image (globs, or prefixes ending at ':', '@' or '/'); empty: the
+    repository of default_image. The default image itself is always allowed."""
+    storage_prefixes: tuple[str, ...] = ()
+    """Per-namespace storage policy: every s3/gs/az URI of a job must lie under one of these, with
+    {namespace} replaced by the job's namespace (e.g. s3://bucket/{namespace}/); empty: no policy."""
+    allowed_priority_classes: tuple[str, ...] = ("*",)
+    """PriorityClasses (globs) a job may name in spec.resources.priorityClassName; '*' allows any."""
+    allow_blanket_tolerations: bool = False
+    """Allow tolerations with operator Exists and no key (they tolerate every taint)."""
 
     @property
     def all_namespaces(self) -> bool:
@@ -192,7 +203,50 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=env_or("FINETUNE_LIVENESS_ENDPOINT", DEFAULTS.liveness_endpoint),
         help="Kopf liveness endpoint URL, e.g. http://0.0.0.0:8081/healthz (env FINETUNE_LIVENESS_ENDPOINT)",
     )
+    policy = parser.add_argument_group("policies for shared clusters (see docs/operator.md, Security)")
+    policy.add_argument(
+        "--allowed-images",
+        action="append",
+        default=None,
+        help="images jobs may set in spec.image: globs, or prefixes ending at ':', '@' or '/' "
+        "(repeatable or comma-separated; env FINETUNE_ALLOWED_IMAGES; default: the default image's "
+        "repository)",
+    )
+    policy.add_argument(
+        "--storage-prefix",
+        dest="storage_prefixes",
+        action="append",
+        default=None,
+        help="every s3/gs/az URI of a job must lie under one of these, {namespace} filled in, e.g. "
+        "s3://bucket/{namespace}/ (repeatable or comma-separated; env FINETUNE_STORAGE_PREFIXES; "
+        "default: no policy)",
+    )
+    policy.add_argument(
+        "--allowed-priority-classes",
+        action="append",
+        default=None,
+        help="PriorityClasses (globs) jobs may use; '' allows none (repeatable or comma-separated; env "
+        "FINETUNE_ALLOWED_PRIORITY_CLASSES; default: *)",
+    )
+    policy.add_argument(
+        "--allow-blanket-tolerations",
+        action="store_true",
+        default=env.get("FINETUNE_ALLOW_BLANKET_TOLERATIONS", "").lower() in ("1", "true", "yes"),
+        help="allow tolerations with operator Exists and no key (env FINETUNE_ALLOW_BLANKET_TOLERATIONS)",
+    )
     return parser
+
+
+def _list_setting(
+    values: Sequence[str] | None, env: Mapping[str, str], key: str, default: tuple[str, ...]
+) -> tuple[str, ...]:
+    """A list flag: repeated and/or comma-separated values; else the env variable; else `default`."""
+    if values is None:
+        if key not in env:
+            return default
+        values = [env[key]]
+    parts = [part.strip() for value in values for part in value.split(",")]
+    return tuple(dict.fromkeys(part for part in parts if part))
 
 
 def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -233,4 +287,13 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         peering_name=args.peering_name,
         standalone=args.standalone,
         liveness_endpoint=args.liveness_endpoint,
+        allowed_images=_list_setting(args.allowed_images, env, "FINETUNE_ALLOWED_IMAGES", ()),
+        storage_prefixes=_list_setting(args.storage_prefixes, env, "FINETUNE_STORAGE_PREFIXES", ()),
+        allowed_priority_classes=_list_setting(
+            args.allowed_priority_classes,
+            env,
+            "FINETUNE_ALLOWED_PRIORITY_CLASSES",
+            DEFAULTS.allowed_priority_classes,
+        ),
+        allow_blanket_tolerations=args.allow_blanket_tolerations,
     )

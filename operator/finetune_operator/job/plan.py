@@ -31,11 +31,27 @@ class Observed:
     """status.checkpoint of the last checkpoint rank 0 reports committed; None when unknown."""
     checkpoint_event_due: bool = True
     """False while the CheckpointCommitted event is rate-limited."""
+    child_rejected: str | None = None
+    """The API's message when it refused to create a child for good (a 4xx; see job/policy.py)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class CreateService:
     manifest: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateConfigMap:
+    """The trainer's spec file (created before the attempt's Job, which mounts it)."""
+
+    manifest: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteConfigMap:
+    """Tidy up the spec file once the job has finished (it is garbage-collected with the job anyway)."""
+
+    name: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +72,7 @@ class DeleteFineTuneJob:
     why: str
 
 
-Action = CreateService | CreateJob | DeleteJob | DeleteFineTuneJob
+Action = CreateService | CreateConfigMap | CreateJob | DeleteJob | DeleteConfigMap | DeleteFineTuneJob
 
 
 @dataclasses.dataclass(frozen=True)

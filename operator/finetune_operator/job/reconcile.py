@@ -31,30 +31,33 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
+from finetune_api.contract import SUMMARY_OUTPUT
 from finetune_operator import conditions as cond
 from finetune_operator import naming
 from finetune_operator.job.assembly import RulesResult, assemble_decision
 from finetune_operator.job.backoff import restart_delay_seconds
-from finetune_operator.job.builders import build_job, build_service
-from finetune_operator.job.failure_policy import (
-    AttemptOutcome,
-    Verdict,
-    classify_attempt,
-    find_condition,
-    trainer_termination,
-    worker_summary,
+from finetune_operator.job.builders import (
+    build_job,
+    build_service,
+    build_spec_config_map,
+    spec_config_map_name,
 )
+from finetune_operator.job.failure_policy import AttemptOutcome, Verdict, classify_attempt
 from finetune_operator.job.jobview import JobView
 from finetune_operator.job.plan import (
     Action,
+    CreateConfigMap,
     CreateJob,
     CreateService,
     Decision,
+    DeleteConfigMap,
     DeleteFineTuneJob,
     DeleteJob,
     Event,
     Observed,
 )
+from finetune_operator.job.pods import find_condition, trainer_termination, worker_summary
+from finetune_operator.job.policy import job_refusal
 from finetune_operator.job.progress.status import completion_summary, final_metric_text, merged_progress
 from finetune_operator.job.status import parse_time, restarts_of, rfc3339, stall_check_due, stalled_condition
 from finetune_operator.settings import Settings
@@ -137,6 +140,7 @@ class _Pass:
         self.want(cond.STALLED, "False", "NotRunning", "the job has finished")
         self.completion_time = self.completion_time or rfc3339(self.now)
         self.completion = "succeeded" if succeeded else "failed"
+        self.actions.append(DeleteConfigMap(spec_config_map_name(self.job.name)))
 
     # --- the rules, in order (see the module docstring) ----------------------------------------
     def run(self) -> None:
@@ -146,6 +150,9 @@ class _Pass:
             self.finished()
             return
         if self.deadline_passed():
+            return
+        if self.observed.child_rejected:
+            self.finish_job(False, "ChildRejected", self.observed.child_rejected)
             return
         if not self.observed.service_exists:
             self.actions.append(CreateService(build_service(self.job)))
@@ -171,7 +178,7 @@ class _Pass:
                     self.delete_job(attempt, "DeadlineExceeded")
         if self.attempt in self.observed.jobs:
             self.workers = worker_summary(self.observed.pods.get(self.attempt, ()))
-        ttl = self.job.run_policy.get("ttlSecondsAfterFinished")
+        ttl = self.job.ttl_seconds_after_finished
         completed = parse_time(self.completion_time)
         if ttl is None or completed is None:
             return
@@ -182,7 +189,7 @@ class _Pass:
             self.requeue(remaining)
 
     def deadline_passed(self) -> bool:
-        deadline = self.job.run_policy.get("activeDeadlineSeconds")
+        deadline = self.job.active_deadline_seconds
         started = parse_time(self.start_time)
         if not deadline or started is None:
             return False
@@ -245,15 +252,20 @@ class _Pass:
 
     def restart_delay(self, failures: int) -> float:
         """Backoff after the `failures`-th counted failure: runPolicy.backoffSeconds doubling, capped."""
-        base = float(self.job.run_policy.get("backoffSeconds", self.settings.restart_backoff_seconds))
+        base = float(self.job.backoff_seconds)
         return restart_delay_seconds(failures, base, self.settings.restart_backoff_max_seconds)
 
     def start_attempt(self) -> None:
+        refused = job_refusal(self.job, self.settings)
+        if refused is not None:  # the operator's policies (job/policy.py) are checked per attempt
+            self.finish_job(False, refused.reason, refused.message)
+            return
         if self.attempt == 0:
             self.attempt = 1
         if not self.start_time:
             self.start_time = rfc3339(self.now)
         manifest = build_job(self.job, self.attempt, self.settings)
+        self.actions.append(CreateConfigMap(build_spec_config_map(self.job, self.settings)))
         self.actions.append(CreateJob(self.attempt, manifest))
         name = manifest["metadata"]["name"]
         message = f"attempt {self.attempt}: Job {name} with {self.job.workers} workers"
@@ -314,9 +326,8 @@ class _Pass:
         """'attempt 1: all 2 workers succeeded, final f1_macro 0.91, ...; model at s3://...'."""
         summary = completion_summary(self.observed.pods.get(attempt, ()))
         progress = merged_progress(self.job.status.get("progress"), self.observed.progress, summary, True)
-        metric = ((self.job.spec.get("training") or {}).get("evaluation") or {}).get("metric") or "loss"
-        output = (summary or {}).get("output") or (self.job.spec.get("output") or {}).get("uri")
-        metrics = final_metric_text(progress, summary, metric)
+        output = (summary or {}).get(SUMMARY_OUTPUT) or self.job.output_uri
+        metrics = final_metric_text(progress, summary, self.job.evaluation_metric)
         return f"attempt {attempt}: {outcome.message}{metrics}; model at {output}"
 
     def retry_after_failure(self, outcome: AttemptOutcome) -> None:
