@@ -55,7 +55,15 @@ class OperatorProcess:
         `extra_args` on the command line (a later flag wins)."""
         # A fixed Kopf peering identity: a restarted process is "the same pod" (a container restart), so
         # it does not wait out its killed predecessor's peering lease (60 s) as a new pod would.
-        self.env = {**env, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "POD_ID": f"operator-{namespace}"}
+        self.env = {
+            # The tests' and the demo's trainer image (the process node ignores images); the operator's
+            # image policy allows only the default image's repository unless told otherwise.
+            "FINETUNE_ALLOWED_IMAGES": "finetune-trainer",
+            **env,
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "POD_ID": f"operator-{namespace}",
+        }
         self.namespace = namespace
         self.log_path = log_path
         self.metrics_port = free_loopback_port()
