@@ -139,6 +139,51 @@ def build_steps(config: ClusterConfig) -> list[BuildStep]:
     ]
 
 
+TRAINING_OPERATOR_VERSION = "v1.9.4"
+TRAINING_OPERATOR_MODULE = "github.com/kubeflow/training-operator"
+
+
+def training_operator_step(config: ClusterConfig) -> BuildStep:
+    """Kubeflow's training-operator, the peer of `bench/peer_training_operator.py` (not part of the
+    cluster: built on first use by that benchmark). Upstream's main.go with one overlay (the webhook
+    server's bind address, see hack/gobuild/training-operator/README.md)."""
+    out_dir = config.cache_dir / f"training-operator-{TRAINING_OPERATOR_VERSION}"
+    main_go = f"{TRAINING_OPERATOR_MODULE}@{TRAINING_OPERATOR_VERSION}/cmd/training-operator.v1/main.go"
+    script = (
+        "set -e; "
+        f"go mod download {TRAINING_OPERATOR_MODULE}; "
+        'overlay="$(mktemp)"; '
+        f'printf \'{{"Replace": {{"%s": "%s"}}}}\' "$(go env GOMODCACHE)/{main_go}" "$PWD/overlay/main.go" '
+        '> "$overlay"; '
+        f'go build -overlay "$overlay" -o {out_dir / "training-operator"} '
+        f"{TRAINING_OPERATOR_MODULE}/cmd/training-operator.v1; "
+        'rm -f "$overlay"'
+    )
+    return BuildStep(
+        component=f"training-operator {TRAINING_OPERATOR_VERSION}",
+        out_dir=out_dir,
+        outputs=("training-operator",),
+        argv=("sh", "-c", script),
+        cwd=GOBUILD_DIR / "training-operator",
+        env={"GOFLAGS": "-buildvcs=false"},
+    )
+
+
+def ensure_built(step: BuildStep) -> float:
+    """Build one step if its outputs are missing; seconds spent (0 when cached). Raises with the
+    compiler's message on failure."""
+    if step_is_current(step):
+        return 0.0
+    tool = shutil.which(step.tool)
+    if tool is None:
+        raise _missing_tool_error(step)
+    step.out_dir.mkdir(parents=True, exist_ok=True)
+    result = run_build(list(step.argv), step.cwd, {**os.environ, **step.env}, step.component, "1/1")
+    if result.returncode != 0:
+        raise RuntimeError(f"building {step.component} failed in {step.cwd}:\n{result.stderr_tail}")
+    return result.seconds
+
+
 def _reports_version(binary: Path, version: str) -> bool:
     try:
         flag = ["version", "--client"] if binary.name == "kubectl" else ["--version"]
