@@ -26,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     from finetune_operator.job import handlers  # noqa: F401  (registers the Kopf handlers)
     from finetune_operator.schedule import handlers as schedule_handlers  # noqa: F401  (FineTuneSchedule handlers)
+    from finetune_operator.sweep import handlers as sweep_handlers  # noqa: F401  (FineTuneSweep handlers)
 
     memo = kopf.Memo(operator_settings=settings, metrics=OperatorMetrics())
     asyncio.run(

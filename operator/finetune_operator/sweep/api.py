@@ -1,0 +1,68 @@
+"""The Kubernetes API calls of the sweep controller (async), one method per call.
+
+Like ../kube.py: plain camelCase dicts in and out, "already exists" and "not found" turned into
+return values, because deterministic trial names make them normal outcomes, not errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from finetune_api.constants import GROUP, PLURAL, VERSION
+from finetune_api.sweep import LABEL_SWEEP, SWEEP_PLURAL
+from finetune_operator.kube import MERGE_PATCH, get_custom_object, patch_custom_status
+
+
+class CreateRefused(Exception):
+    """The API server refused the trial's FineTuneJob (not "already exists"); the message says why."""
+
+
+class SweepApi:
+    def __init__(self, api: client.ApiClient):
+        self.custom = client.CustomObjectsApi(api)
+
+    async def get_sweep(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await get_custom_object(self.custom, SWEEP_PLURAL, namespace, name)
+
+    async def patch_sweep_status(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
+    ) -> None:
+        """Merge-patch the status subresource, guarded by resourceVersion (Conflict when it moved on)."""
+        await patch_custom_status(self.custom, SWEEP_PLURAL, namespace, name, status, resource_version)
+
+    async def list_trials(self, namespace: str, sweep_name: str) -> list[dict[str, Any]]:
+        """FineTuneJobs labelled with the sweep's name (ownership is checked by the caller)."""
+        answer = await self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, label_selector=f"{LABEL_SWEEP}={sweep_name}"
+        )
+        return list(answer.get("items") or [])
+
+    async def create_trial(self, manifest: dict[str, Any]) -> bool:
+        """Create a trial FineTuneJob: True when created, False when the name was already taken."""
+        namespace = manifest["metadata"]["namespace"]
+        try:
+            await self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            if 400 <= error.status < 500:
+                name = manifest["metadata"]["name"]
+                raise CreateRefused(
+                    f"the API server refused FineTuneJob {name}: {error.body or error.reason}"
+                ) from None
+            raise
+        return True
+
+    async def set_trial_suspended(self, namespace: str, name: str, suspend: bool) -> None:
+        """Suspend or resume a trial (runPolicy.suspend, which the FineTuneJob API lets change)."""
+        body = {"spec": {"runPolicy": {"suspend": suspend}}}
+        try:
+            await self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
