@@ -7,6 +7,7 @@ import yaml
 
 from finetune_api import FineTuneJob, parse_spec
 from finetune_api.schedule import FineTuneSchedule
+from finetune_api.sweep import FineTuneSweep
 from localcluster.config import DEFAULT_PORT_BASE, S3_DEFAULT_BUCKET, Ports
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
@@ -24,7 +25,8 @@ def test_the_promised_examples_exist() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_parses_and_has_a_when_to_use_header(path: Path) -> None:
     document = _load(path)
-    model = {"FineTuneJob": FineTuneJob, "FineTuneSchedule": FineTuneSchedule}[document["kind"]]
+    kinds = {"FineTuneJob": FineTuneJob, "FineTuneSchedule": FineTuneSchedule, "FineTuneSweep": FineTuneSweep}
+    model = kinds[document["kind"]]
     assert model.model_validate(document).metadata["name"]
     header = path.read_text().split("apiVersion:", 1)[0]
     assert header.startswith(f"# {path.name}") and "Use it" in header

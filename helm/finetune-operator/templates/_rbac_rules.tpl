@@ -14,24 +14,33 @@ status subresource, never spec or metadata), pod create or delete (the Job contr
 # has elapsed or a schedule's history limit is exceeded. Never updated or patched (spec is the user's).
 - apiGroups: ["finetune.dev"]
   resources: ["finetunejobs"]
-  verbs: ["get", "list", "watch", "create", "delete"]
-# FineTuneSchedules: watched through Kopf, read before each pass; they are never written but status.
+  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+# (patch: only a FineTuneSweep's own trials, and only their runPolicy.suspend, when the sweep is
+# suspended or resumed; a pruned trial is deleted.)
+# FineTuneSchedules and FineTuneSweeps: watched through Kopf, read before each pass; they are never
+# written but status.
 - apiGroups: ["finetune.dev"]
-  resources: ["finetuneschedules"]
+  resources: ["finetuneschedules", "finetunesweeps"]
   verbs: ["get", "list", "watch"]
 # The operator's one status write per reconcile pass (merge patch of the status subresource).
 - apiGroups: ["finetune.dev"]
-  resources: ["finetunejobs/status", "finetuneschedules/status"]
+  resources: ["finetunejobs/status", "finetuneschedules/status", "finetunesweeps/status"]
   verbs: ["patch"]
 # Children carry ownerReferences with blockOwnerDeletion; clusters that enable the
 # OwnerReferencesPermissionEnforcement admission plugin require this to create them.
 - apiGroups: ["finetune.dev"]
-  resources: ["finetunejobs/finalizers", "finetuneschedules/finalizers"]
+  resources: ["finetunejobs/finalizers", "finetuneschedules/finalizers", "finetunesweeps/finalizers"]
   verbs: ["update"]
 # One Indexed Job per attempt, watched through Kopf; deleted as a whole on a gang restart or suspension.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["list", "watch", "create", "delete"]
+# The trainer's spec as a file (one ConfigMap per FineTuneJob, owned by it): created before the first
+# attempt, read back when one of that name already exists (to check it is the job's own), deleted when
+# the job finishes; listed and watched only with the managed-by label selector (the child cache).
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 # The headless Service that gives rank 0 its stable DNS name (garbage-collected with the job).
 - apiGroups: [""]
   resources: ["services"]
