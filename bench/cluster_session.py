@@ -14,6 +14,7 @@ never queues the operator during the benchmark; the counters are kept for exempt
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -163,8 +164,11 @@ class BenchCluster:
         self.core.delete_collection_node(label_selector=f"{scale_plan.BENCH_NODE_LABEL}=true")
 
     # --- the operator's own identity -----------------------------------------------------------
-    def operator_kubeconfig(self, path: Path) -> Path:
-        """A kubeconfig for the ServiceAccount ``bench-system/bench-operator`` (cluster-admin)."""
+    def operator_kubeconfig(
+        self, path: Path, account: str = OPERATOR_SA, flow_schema: str = FLOW_SCHEMA
+    ) -> Path:
+        """A kubeconfig for the ServiceAccount ``bench-system/<account>`` (cluster-admin), whose
+        requests the FlowSchema ``flow_schema`` counts (the peer benchmark has its own pair)."""
         try:
             self.core.create_namespace({"metadata": {"name": OPERATOR_SA_NAMESPACE}})
         except ApiException as error:
@@ -173,28 +177,26 @@ class BenchCluster:
         _create_or_keep(
             self.core.create_namespaced_service_account,
             OPERATOR_SA_NAMESPACE,
-            {"metadata": {"name": OPERATOR_SA}},
+            {"metadata": {"name": account}},
         )
         rbac = client.RbacAuthorizationV1Api(self.api)
         _create_or_keep(
             rbac.create_cluster_role_binding,
             None,
             {
-                "metadata": {"name": "finetune-bench-operator"},
+                "metadata": {"name": flow_schema},
                 "roleRef": {
                     "apiGroup": "rbac.authorization.k8s.io",
                     "kind": "ClusterRole",
                     "name": "cluster-admin",
                 },
-                "subjects": [
-                    {"kind": "ServiceAccount", "name": OPERATOR_SA, "namespace": OPERATOR_SA_NAMESPACE}
-                ],
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": OPERATOR_SA_NAMESPACE}],
             },
         )
         flow = client.FlowcontrolApiserverV1Api(self.api)
-        _create_or_keep(flow.create_flow_schema, None, operator_flow_schema())
+        _create_or_keep(flow.create_flow_schema, None, operator_flow_schema(account, flow_schema))
         token = self.core.create_namespaced_service_account_token(
-            OPERATOR_SA, OPERATOR_SA_NAMESPACE, {"spec": {"expirationSeconds": 7200}}
+            account, OPERATOR_SA_NAMESPACE, {"spec": {"expirationSeconds": 7200}}
         ).status.token
         admin = yaml.safe_load(self.config.kubeconfig.read_text())
         cluster = admin["clusters"][0]
@@ -202,8 +204,8 @@ class BenchCluster:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [cluster],
-            "users": [{"name": OPERATOR_SA, "user": {"token": token}}],
-            "contexts": [{"name": "bench", "context": {"cluster": cluster["name"], "user": OPERATOR_SA}}],
+            "users": [{"name": account, "user": {"token": token}}],
+            "contexts": [{"name": "bench", "context": {"cluster": cluster["name"], "user": account}}],
             "current-context": "bench",
         }
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,20 +213,23 @@ class BenchCluster:
         path.chmod(0o600)
         return path
 
-    def delete_operator_identity(self) -> None:
+    def delete_operator_identity(self, account: str = OPERATOR_SA, flow_schema: str = FLOW_SCHEMA) -> None:
         """Remove what :meth:`operator_kubeconfig` made, leaving the cluster as found."""
         rbac = client.RbacAuthorizationV1Api(self.api)
         flow = client.FlowcontrolApiserverV1Api(self.api)
         for delete, name in (
-            (rbac.delete_cluster_role_binding, "finetune-bench-operator"),
-            (flow.delete_flow_schema, FLOW_SCHEMA),
+            (rbac.delete_cluster_role_binding, flow_schema),
+            (flow.delete_flow_schema, flow_schema),
         ):
             try:
                 delete(name)
             except ApiException as error:
                 if error.status != 404:
                     raise
-        self.delete_namespace(OPERATOR_SA_NAMESPACE, wait=120)  # a next run can create it again
+        with contextlib.suppress(ApiException):
+            self.core.delete_namespaced_service_account(account, OPERATOR_SA_NAMESPACE)
+        if account == OPERATOR_SA:
+            self.delete_namespace(OPERATOR_SA_NAMESPACE, wait=120)  # a next run can create it again
 
     # --- the API server's own counters ---------------------------------------------------------
     def apiserver_metrics(self, *names: str) -> list[promtext.Sample]:
@@ -239,11 +244,11 @@ class BenchCluster:
         return counts
 
 
-def operator_flow_schema() -> dict[str, Any]:
-    """A FlowSchema that matches only the bench operator's ServiceAccount (see module docstring)."""
+def operator_flow_schema(account: str = OPERATOR_SA, name: str = FLOW_SCHEMA) -> dict[str, Any]:
+    """A FlowSchema that matches only one bench ServiceAccount (see module docstring)."""
     subject = {
         "kind": "ServiceAccount",
-        "serviceAccount": {"name": OPERATOR_SA, "namespace": OPERATOR_SA_NAMESPACE},
+        "serviceAccount": {"name": account, "namespace": OPERATOR_SA_NAMESPACE},
     }
     every_resource = {
         "verbs": ["*"],
@@ -253,7 +258,7 @@ def operator_flow_schema() -> dict[str, Any]:
         "clusterScope": True,
     }
     return {
-        "metadata": {"name": FLOW_SCHEMA},
+        "metadata": {"name": name},
         "spec": {
             "matchingPrecedence": 300,
             "priorityLevelConfiguration": {"name": "exempt"},

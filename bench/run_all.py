@@ -4,7 +4,7 @@ Why one runner: the results of one session belong together (same machine, same v
 load), and docs/benchmarks.md is written from these files. A benchmark that fails is reported and
 the others still run; the exit code is non-zero when any failed.
 
-Usage: python bench/run_all.py [--only operator_scale,trainer_overhead,recovery] [--sizes 100,500,1000]
+Usage: python bench/run_all.py [--only operator_scale,trainer_overhead,recovery,peer_training_operator] [--sizes 100,500,1000]
        [--nodes 200] [--steps 200]
 Progress and tables go to stderr, JSON to stdout.
 """
@@ -20,17 +20,18 @@ if __package__ in (None, ""):
 import argparse
 import traceback
 
-from bench import docs_tables, operator_scale, recovery, report, trainer_overhead
+from bench import docs_tables, operator_scale, peer_training_operator, recovery, report, trainer_overhead
 
 BENCHMARKS = {
     "operator_scale": operator_scale,
     "trainer_overhead": trainer_overhead,
     "recovery": recovery,
+    "peer_training_operator": peer_training_operator,
 }
 
 
 def arguments_for(name: str, args: argparse.Namespace) -> list[str]:
-    if name == "operator_scale":
+    if name in ("operator_scale", "peer_training_operator"):
         return ["--sizes", args.sizes, "--nodes", str(args.nodes)]
     if name == "trainer_overhead":
         return ["--steps", str(args.steps)]

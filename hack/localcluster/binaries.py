@@ -145,25 +145,14 @@ TRAINING_OPERATOR_MODULE = "github.com/kubeflow/training-operator"
 
 def training_operator_step(config: ClusterConfig) -> BuildStep:
     """Kubeflow's training-operator, the peer of `bench/peer_training_operator.py` (not part of the
-    cluster: built on first use by that benchmark). Upstream's main.go with one overlay (the webhook
-    server's bind address, see hack/gobuild/training-operator/README.md)."""
+    cluster: built on first use by that benchmark). Its main package is upstream's main.go with one
+    change, the webhook server's bind address (see hack/gobuild/training-operator/README.md)."""
     out_dir = config.cache_dir / f"training-operator-{TRAINING_OPERATOR_VERSION}"
-    main_go = f"{TRAINING_OPERATOR_MODULE}@{TRAINING_OPERATOR_VERSION}/cmd/training-operator.v1/main.go"
-    script = (
-        "set -e; "
-        f"go mod download {TRAINING_OPERATOR_MODULE}; "
-        'overlay="$(mktemp)"; '
-        f'printf \'{{"Replace": {{"%s": "%s"}}}}\' "$(go env GOMODCACHE)/{main_go}" "$PWD/overlay/main.go" '
-        '> "$overlay"; '
-        f'go build -overlay "$overlay" -o {out_dir / "training-operator"} '
-        f"{TRAINING_OPERATOR_MODULE}/cmd/training-operator.v1; "
-        'rm -f "$overlay"'
-    )
     return BuildStep(
         component=f"training-operator {TRAINING_OPERATOR_VERSION}",
         out_dir=out_dir,
         outputs=("training-operator",),
-        argv=("sh", "-c", script),
+        argv=("go", "build", "-o", str(out_dir / "training-operator"), "./cmd/training-operator"),
         cwd=GOBUILD_DIR / "training-operator",
         env={"GOFLAGS": "-buildvcs=false"},
     )
@@ -178,7 +167,8 @@ def ensure_built(step: BuildStep) -> float:
     if tool is None:
         raise _missing_tool_error(step)
     step.out_dir.mkdir(parents=True, exist_ok=True)
-    result = run_build(list(step.argv), step.cwd, {**os.environ, **step.env}, step.component, "1/1")
+    argv = [tool, *step.argv[1:]]
+    result = run_build(argv, step.cwd, {**os.environ, **step.env}, step.component, "1/1")
     if result.returncode != 0:
         raise RuntimeError(f"building {step.component} failed in {step.cwd}:\n{result.stderr_tail}")
     return result.seconds

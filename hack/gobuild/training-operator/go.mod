@@ -1,11 +1,19 @@
 // Builds Kubeflow's training-operator (the peer in bench/peer_training_operator.py).
-// Requiring the module here (instead of `go install ...@v1.9.4`) pins its exact
-// dependency graph in go.sum next to the other cluster binaries.
+// cmd/training-operator is upstream's main package with a loopback webhook bind
+// (README.md); go.sum pins upstream's exact dependency graph.
 module finetune.dev/hack/gobuild/training-operator
 
 go 1.26.0
 
-require github.com/kubeflow/training-operator v1.9.4
+require (
+	github.com/kubeflow/training-operator v1.9.4
+	go.uber.org/zap v1.27.1
+	k8s.io/apimachinery v0.36.3
+	k8s.io/client-go v0.36.3
+	sigs.k8s.io/controller-runtime v0.24.1
+	sigs.k8s.io/scheduler-plugins v0.34.7
+	volcano.sh/apis v1.9.0
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
@@ -50,7 +58,6 @@ require (
 	github.com/x448/float16 v0.8.4 // indirect
 	go.uber.org/atomic v1.11.0 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
-	go.uber.org/zap v1.27.1 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/net v0.58.0 // indirect
@@ -66,16 +73,11 @@ require (
 	gopkg.in/inf.v0 v0.9.1 // indirect
 	k8s.io/api v0.36.3 // indirect
 	k8s.io/apiextensions-apiserver v0.36.3 // indirect
-	k8s.io/apimachinery v0.36.3 // indirect
-	k8s.io/client-go v0.36.3 // indirect
 	k8s.io/klog/v2 v2.140.0 // indirect
 	k8s.io/kube-openapi v0.0.0-20260721132016-d427ff9ee9ad // indirect
 	k8s.io/utils v0.0.0-20260707023825-cf1189d6abe3 // indirect
-	sigs.k8s.io/controller-runtime v0.24.1 // indirect
 	sigs.k8s.io/json v0.0.0-20250730193827-2d320260d730 // indirect
 	sigs.k8s.io/randfill v1.0.0 // indirect
-	sigs.k8s.io/scheduler-plugins v0.34.7 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 	sigs.k8s.io/yaml v1.6.0 // indirect
-	volcano.sh/apis v1.9.0 // indirect
 )
