@@ -4,8 +4,8 @@ Why one runner: the results of one session belong together (same machine, same v
 load), and docs/benchmarks.md is written from these files. A benchmark that fails is reported and
 the others still run; the exit code is non-zero when any failed.
 
-Usage: python bench/run_all.py [--only operator_scale,trainer_overhead,recovery,peer_training_operator] [--sizes 100,500,1000]
-       [--nodes 200] [--steps 200]
+Usage: python bench/run_all.py [--only operator_scale,trainer_overhead,recovery,peer_training_operator]
+       [--sizes 100,500,1000] [--nodes 200] [--steps 200]
 Progress and tables go to stderr, JSON to stdout.
 """
 
