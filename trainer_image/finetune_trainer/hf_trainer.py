@@ -1,8 +1,10 @@
-"""The HF Trainer subclass: class-weighted loss and a separate learning rate for the new head.
+"""The HF Trainer subclass: our loss (world-size exact, class-weighted) and a head learning rate.
 
 Both are small overrides of documented Trainer hooks (``compute_loss`` and ``create_optimizer``);
 everything else — the loop, accumulation, schedules, DDP, checkpoint state and resume — stays
-HF's, which is what makes resume exact.
+HF's, which is what makes resume exact. The loss is ours for both tasks (see ``losses``): a sum
+over the micro-batch divided by HF's global item count, so logged losses, gradient norms and
+weights do not depend on the number of workers or on gradient accumulation.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import nn
 from transformers import Trainer
 
 from .data import SAMPLE_ID
+from .losses import causal_lm_loss_sum, classification_loss_sum, labelled_items, normalise
 from .modeling import is_head_parameter
 
 
@@ -27,14 +30,16 @@ class FinetuneTrainer(Trainer):
         *args: Any,
         class_weights: list[float] | None = None,
         head_learning_rate: float | None = None,
+        task: str = "sequence-classification",
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
         self.head_learning_rate = head_learning_rate
-        if class_weights is not None:
-            # Our weighted loss is a mean per micro-batch: let HF divide by the accumulation steps.
-            self.model_accepts_loss_kwargs = False
+        self.causal = task == "causal-lm"
+        # Our compute_loss normalises by num_items_in_batch (a sum over the step's micro-batches and
+        # ranks), so HF must count it, and must not divide our loss again by the accumulation steps.
+        self.model_accepts_loss_kwargs = True
         self._sample_log = os.environ.get("FINETUNE_TEST_SAMPLE_LOG")
 
     def training_step(
@@ -66,14 +71,26 @@ class FinetuneTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> Any:
-        if self.class_weights is None or "labels" not in inputs:
+        if "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels")
-        outputs = model(**inputs)
+        outputs = model(**inputs)  # no labels: the model computes no loss of its own
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        weight = torch.tensor(self.class_weights, dtype=logits.dtype, device=logits.device)
-        loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), weight=weight)
+        if self.causal:
+            total = causal_lm_loss_sum(logits, labels)
+        else:
+            total = classification_loss_sum(logits, labels, self.class_weights)
+        if model.training and num_items_in_batch is not None:
+            loss = normalise(total, num_items_in_batch, self._averaged_ranks())
+        else:
+            loss = normalise(total, labelled_items(labels, self.causal))
         return (loss, outputs) if return_outputs else loss
+
+    def _averaged_ranks(self) -> int:
+        """Ranks whose gradients are averaged when num_items_in_batch counts all of them, else 1."""
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            return int(self.accelerator.num_processes)
+        return 1
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         if self.head_learning_rate is None or self.optimizer is not None:

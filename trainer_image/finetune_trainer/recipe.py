@@ -190,6 +190,7 @@ def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> dict[str, 
         head_learning_rate=settings.training.head_learning_rate
         if settings.model.task != "causal-lm"
         else None,
+        task=settings.model.task,
     )
 
     # 7. Train (resuming from an explicit, verified local path).
@@ -208,16 +209,17 @@ def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> dict[str, 
         "train_runtime_seconds": time.monotonic() - started,
     }
     final["global_step"] = trainer.state.global_step
+    # Perplexity is exp of a per-token loss: meaningful for causal-lm only, not over classes.
+    causal = settings.model.task == "causal-lm"
     if data.validation is not None:
-        final.update(_finite(add_perplexity(trainer.evaluate(), "eval")))
+        final.update(_finite(add_perplexity(trainer.evaluate(), "eval") if causal else trainer.evaluate()))
     if data.test is not None:
-        final.update(_finite(add_perplexity(trainer.evaluate(data.test, metric_key_prefix="test"), "test")))
+        tested = trainer.evaluate(data.test, metric_key_prefix="test")
+        final.update(_finite(add_perplexity(tested, "test") if causal else tested))
     if trainer.state.best_metric is not None:
         final["best_metric"] = trainer.state.best_metric
         final["best_metric_name"] = evaluation.metric
         final["best_step"] = trainer.state.best_global_step
-    if settings.model.task == "causal-lm":
-        final = {k: v for k, v in final.items() if k != "eval_perplexity" or "eval_loss" in final}
 
     # 9. Output (rank 0): model, tokenizer, labels, model card, metrics.json last.
     if world.is_main:
@@ -339,6 +341,7 @@ def build_training_args(
         label_names=["labels"],
         prediction_loss_only=settings.model.task == "causal-lm",
         include_num_input_tokens_seen="non_padding",
+        average_tokens_across_devices=True,  # the global item count our loss divides by (losses.py)
         restore_callback_states_from_checkpoint=True,
         ddp_backend=None if torch.cuda.is_available() else ("gloo" if world.world_size > 1 else None),
         ddp_find_unused_parameters=False,
