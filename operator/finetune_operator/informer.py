@@ -123,6 +123,8 @@ class Informer:
         self.synced = asyncio.Event()
         self.relists = 0
         """How many lists were made (1 per scope at start, then one per expired watch): for tests and logs."""
+        self.watches = 0
+        """How many watches were started (each server timeout or dropped connection starts another)."""
         self.resource_versions: dict[str | None, str | None] = {}
         """The resourceVersion each scope's watch resumes from (None: relist next)."""
         self._objects: dict[tuple[str, str], dict[str, Any]] = {}
@@ -232,6 +234,7 @@ class Informer:
     # --- watch -----------------------------------------------------------------------------------
     async def watch(self, scope: Scope) -> None:
         """Follow one watch until it ends; the resourceVersion to resume from is kept as it goes."""
+        self.watches += 1
         response = await _checked(
             await scope.list_call(
                 label_selector=self.selector,
