@@ -9,12 +9,11 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError
 
 from finetune_api.base import ApiModel
+from finetune_api.contract import DEFAULT_CHECKPOINT_SUBDIR
 from finetune_api.errors import SpecError, describe_validation_error
 from finetune_api.learning import Dataset, Model, Training, section
 from finetune_api.runtime import Checkpoint, Output, Resources, RunPolicy, Storage
 from finetune_api.spec_rules import SPEC_RULES
-
-CHECKPOINT_DIR_DEFAULT = "checkpoints"
 
 
 class FineTuneJobSpec(ApiModel):
@@ -47,7 +46,7 @@ class FineTuneJobSpec(ApiModel):
         """checkpoint.uri, or <output.uri>/checkpoints when unset."""
         if self.checkpoint.uri is not None:
             return self.checkpoint.uri
-        return f"{self.output.uri.rstrip('/')}/{CHECKPOINT_DIR_DEFAULT}"
+        return f"{self.output.uri.rstrip('/')}/{DEFAULT_CHECKPOINT_SUBDIR}"
 
 
 def parse_spec(data: Any, *, path: str = "spec") -> FineTuneJobSpec:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+from finetune_api import parse_spec
 from finetune_trainer.data import IGNORE_INDEX, tokenize_causal
-from finetune_trainer.settings import DatasetSettings
+from finetune_trainer.settings import settings_from_spec
 
 from .trainer_helpers import (
     run_trainer,
@@ -23,7 +24,14 @@ def test_only_response_tokens_carry_loss(tmp_path):
 
     tokenizer = AutoTokenizer.from_pretrained(str(write_tiny_gpt2(tmp_path / "model")))
     record = {"prompt": "question : say hello answer :", "response": "hello world"}
-    example = tokenize_causal([record], tokenizer, DatasetSettings(train="unused", max_length=32)).examples[0]
+    spec = parse_spec(
+        {
+            "model": {"uri": "file:///unused", "task": "causal-lm"},
+            "dataset": {"train": "file:///unused.jsonl", "maxLength": 32},
+            "output": {"uri": "file:///unused-out"},
+        }
+    )
+    example = tokenize_causal([record], tokenizer, settings_from_spec(spec).dataset).examples[0]
     prompt_len = len(tokenizer(record["prompt"])["input_ids"])
     assert example["labels"][:prompt_len] == [IGNORE_INDEX] * prompt_len
     response = example["labels"][prompt_len:]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from finetune_operator.job.failure_policy import Verdict, classify_attempt, worker_summary
+from finetune_operator.job.failure_policy import Verdict, classify_attempt
+from finetune_operator.job.pods import worker_summary
 from tests.plugins.operator_objects import job_obj, pod_obj, true
 
 UNSCHEDULABLE = {

@@ -1,9 +1,10 @@
-"""Exit codes and the termination message: the failure contract with the operator (D4).
+"""Exit codes and the termination message: the failure contract with the operator.
 
 The operator tells a permanent failure (bad configuration or data: restarting cannot help) from a
 retryable one only by the exit code, and shows the user the one-line reason we write to the
-container's termination-message file. Keeping both here makes the contract one import away for
-every other module.
+container's termination-message file. The codes and names come from ``finetune_api.contract``
+(which the operator imports too; docs/architecture.md, "Exit-code contract"); this module adds the
+trainer's half: the exceptions and writing the message.
 """
 
 from __future__ import annotations
@@ -11,17 +12,24 @@ from __future__ import annotations
 import json
 import os
 
-EXIT_OK = 0
-EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h: invalid configuration or data, permanent
-EXIT_PREEMPTED = 143  # 128 + SIGTERM: stopped on request after committing a checkpoint
-EXIT_FAILURE = 1  # anything else: retryable
+from finetune_api.contract import (
+    ENV_TERMINATION_LOG,
+    EXIT_INVALID_CONFIG,
+    TERMINATION_LOG_PATH,
+    TERMINATION_MESSAGE_MAX_CHARS,
+)
 
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+# The other exit codes, re-exported (explicit `as`) so the trainer's modules import them from here.
+from finetune_api.contract import EXIT_FAILURE as EXIT_FAILURE
+from finetune_api.contract import EXIT_OK as EXIT_OK
+from finetune_api.contract import EXIT_PREEMPTED as EXIT_PREEMPTED
+
+EXIT_CONFIG = EXIT_INVALID_CONFIG
+"""The trainer's name for the permanent code (raised as ConfigError)."""
+
 # Set by `finetune_trainer.launch` (the pod's entry point around torchrun): each worker records its
 # exit code and message here, because torchrun itself exits 1 for any worker failure.
 EXIT_RECORD_DIR_ENV = "FINETUNE_EXIT_RECORD_DIR"
-# Kubernetes truncates termination messages at 4096 bytes; keep ours well below.
-MAX_MESSAGE_CHARS = 1024
 
 
 class ConfigError(Exception):
@@ -42,8 +50,8 @@ class Preempted(Exception):
 def one_line(message: str) -> str:
     """Collapse a message onto one line and bound its length for the termination log."""
     flat = " ".join(message.split())
-    if len(flat) > MAX_MESSAGE_CHARS:
-        flat = flat[: MAX_MESSAGE_CHARS - 3] + "..."
+    if len(flat) > TERMINATION_MESSAGE_MAX_CHARS:
+        flat = flat[: TERMINATION_MESSAGE_MAX_CHARS - 3] + "..."
     return flat
 
 
@@ -70,7 +78,7 @@ def finish(code: int, message: str, *, to_termination_log: bool = True) -> int:
 
 def write_termination_message(message: str) -> None:
     """Write the one-line reason where the kubelet reads it; never fail because of it."""
-    path = os.environ.get("FINETUNE_TERMINATION_LOG", DEFAULT_TERMINATION_LOG)
+    path = os.environ.get(ENV_TERMINATION_LOG, TERMINATION_LOG_PATH)
     try:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(one_line(message) + "\n")

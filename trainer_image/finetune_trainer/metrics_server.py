@@ -1,6 +1,7 @@
-"""Prometheus metrics of rank 0 (D6): the operator pulls progress from here.
+"""Prometheus metrics of rank 0: the operator pulls progress from here.
 
-Names follow DESIGN.md §5 and the contract in docs/architecture.md; the trainer's series carry no
+Names and port come from ``finetune_api.contract`` (the operator's parser reads the same names;
+docs/architecture.md, "Progress is pulled" and "Conventions"); the trainer's series carry no
 per-job labels (the operator knows which pod it scrapes and adds namespace/job itself). Durations
 are gauges holding the last value, so a single scrape tells the operator the current state.
 The server binds ``POD_IP`` when set (the pod's own address), else 127.0.0.1; the port is
@@ -17,9 +18,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info, start_http_server
 
+from finetune_api import contract as c
+
 log = logging.getLogger(__name__)
-PREFIX = "finetune_trainer_"
-DEFAULT_PORT = 9090
+PREFIX = c.METRIC_PREFIX
 
 
 class TrainerMetrics:
@@ -32,34 +34,41 @@ class TrainerMetrics:
         def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
             return Gauge(PREFIX + name, doc, labels, registry=r)
 
-        self.step = gauge("step", "Optimizer steps completed (global step).")
-        self.total_steps = gauge("total_steps", "Optimizer steps the run will take in total.")
-        self.epoch = gauge("epoch", "Fractional epoch reached.")
-        self.train_loss = gauge("train_loss", "Training loss averaged over the last logging interval.")
-        self.eval_loss = gauge("eval_loss", "Loss on the validation set at the last evaluation.")
-        self.eval_metric = gauge("eval_metric", "Validation metrics at the last evaluation.", ("metric",))
+        self.step = gauge(c.METRIC_STEP, "Optimizer steps completed (global step).")
+        self.total_steps = gauge(c.METRIC_TOTAL_STEPS, "Optimizer steps the run will take in total.")
+        self.epoch = gauge(c.METRIC_EPOCH, "Fractional epoch reached.")
+        self.train_loss = gauge(c.METRIC_TRAIN_LOSS, "Training loss averaged over the last logging interval.")
+        self.eval_loss = gauge(c.METRIC_EVAL_LOSS, "Loss on the validation set at the last evaluation.")
+        self.eval_metric = gauge(
+            c.METRIC_EVAL_METRIC, "Validation metrics at the last evaluation.", (c.METRIC_EVAL_METRIC_LABEL,)
+        )
         self.best_metric = gauge(
-            "best_metric", "Best value so far of the metric chosen for best-model tracking."
+            c.METRIC_BEST_METRIC, "Best value so far of the metric chosen for best-model tracking."
         )
-        self.learning_rate = gauge("learning_rate", "Learning rate of the last optimizer step.")
+        self.learning_rate = gauge(c.METRIC_LEARNING_RATE, "Learning rate of the last optimizer step.")
         self.samples_per_second = gauge(
-            "samples_per_second", "Training samples per second over the last interval."
+            c.METRIC_SAMPLES_PER_SECOND, "Training samples per second over the last interval."
         )
-        self.tokens_per_second = gauge("tokens_per_second", "Training tokens (non-padding) per second.")
-        self.checkpoint_last_step = gauge("checkpoint_last_step", "Step of the last committed checkpoint.")
+        self.tokens_per_second = gauge(
+            c.METRIC_TOKENS_PER_SECOND, "Training tokens (non-padding) per second."
+        )
+        self.checkpoint_last_step = gauge(
+            c.METRIC_CHECKPOINT_LAST_STEP, "Step of the last committed checkpoint."
+        )
         self.checkpoint_last_timestamp = gauge(
-            "checkpoint_last_timestamp_seconds", "Unix time of the last committed checkpoint."
+            c.METRIC_CHECKPOINT_LAST_TIMESTAMP, "Unix time of the last committed checkpoint."
         )
         self.checkpoint_save_duration = gauge(
-            "checkpoint_save_duration_seconds", "Seconds the last local checkpoint save blocked training."
+            c.METRIC_CHECKPOINT_SAVE_DURATION, "Seconds the last local checkpoint save blocked training."
         )
         self.checkpoint_upload_duration = gauge(
-            "checkpoint_upload_duration_seconds", "Seconds the last background upload of this rank took."
+            c.METRIC_CHECKPOINT_UPLOAD_DURATION, "Seconds the last background upload of this rank took."
         )
         self.checkpoint_upload_bytes = Counter(
-            PREFIX + "checkpoint_upload_bytes", "Bytes uploaded to checkpoint storage.", registry=r
+            PREFIX + c.METRIC_CHECKPOINT_UPLOAD_BYTES, "Bytes uploaded to checkpoint storage.", registry=r
         )
-        self.info = Info(PREFIX.rstrip("_"), "Trainer and library versions.", registry=r)
+        # prometheus_client appends "_" + c.METRIC_INFO to an Info's name.
+        self.info = Info(PREFIX.removesuffix("_"), "Trainer and library versions.", registry=r)
 
     def set_info(self, versions: Mapping[str, str], task: str, method: str) -> None:
         self.info.info({**{k: str(v) for k, v in versions.items()}, "task": task, "method": method})
@@ -72,13 +81,13 @@ class TrainerMetrics:
 
         assert self.address is not None
         host, port = self.address
-        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as response:
+        with urllib.request.urlopen(f"http://{host}:{port}{c.METRICS_PATH}", timeout=10) as response:
             return response.read().decode()
 
     def serve(self, port: int | None = None, address: str | None = None) -> int:
         """Start the HTTP endpoint; returns the bound port."""
-        bind = address or os.environ.get("POD_IP") or "127.0.0.1"
-        chosen = int(os.environ.get("FINETUNE_METRICS_PORT", DEFAULT_PORT)) if port is None else port
+        bind = address or os.environ.get(c.ENV_POD_IP) or "127.0.0.1"
+        chosen = int(os.environ.get(c.ENV_METRICS_PORT, c.METRICS_PORT)) if port is None else port
         server: Any
         server, _thread = start_http_server(chosen, addr=bind, registry=self.registry)
         bound = int(server.server_port)

@@ -1,10 +1,15 @@
 """Model and tokenizer: fetch from model.uri, build for the task, freeze, and wrap with LoRA.
 
 Models come from any storage URI (downloaded once into the local work directory and loaded from
-there) or, for ``hf://org/name``, from the Hub by id when one is reachable. The task picks the
-Auto class; freezing and LoRA are applied after loading so the same code serves full fine-tuning,
-frozen lower layers and adapters. Which parameters count as the "classification head" (for its own
-learning rate) is decided here too, by name, because it depends on how the model was built.
+there) or, for ``hf://org/name``, from the Hub by id when one is reachable; ``model.revision``
+picks its branch, tag or commit. ``model.trustRemoteCode`` lets Python code shipped with the model
+run (transformers ``trust_remote_code``): it runs inside the trainer's container with the pod's
+sandbox (non-root, no Kubernetes credentials) but with the storage credentials the job was given,
+so trust only code you would run yourself. Both reach every ``from_pretrained`` call. The task picks
+the Auto class; freezing and LoRA are applied after loading so the same code serves full
+fine-tuning, frozen lower layers and adapters. Which parameters count as the "classification head"
+(for its own learning rate) is decided here too, by name, because it depends on how the model was
+built.
 """
 
 from __future__ import annotations
@@ -56,14 +61,19 @@ def fetch_model_dir(uri: str, work_dir: Path) -> str:
     return str(target)
 
 
-def load_tokenizer(model_dir: str, task: str) -> Any:
+def pretrained_options(cfg: ModelSettings) -> dict[str, Any]:
+    """Keyword arguments every ``from_pretrained`` call gets: the revision and the remote-code opt-in."""
+    return {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code}
+
+
+def load_tokenizer(model_dir: str, cfg: ModelSettings) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, **pretrained_options(cfg))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"spec.model.uri: no usable tokenizer in {model_dir} ({exc})") from exc
-    if task == "causal-lm" and tokenizer.pad_token is None:
+    if cfg.task == "causal-lm" and tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
@@ -80,8 +90,9 @@ def load_model(
     """The pretrained model for the task, with a fresh classification head when needed."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    options = pretrained_options(cfg)
     try:
-        config = AutoConfig.from_pretrained(model_dir)
+        config = AutoConfig.from_pretrained(model_dir, **options)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"spec.model.uri: no usable config.json in {model_dir} ({exc})") from exc
     if cfg.dropout is not None:
@@ -92,7 +103,7 @@ def load_model(
         config.id2label = dict(enumerate(names))
         config.label2id = {name: i for i, name in enumerate(names)}
         model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, config=config, dtype=dtype, ignore_mismatched_sizes=True
+            model_dir, config=config, dtype=dtype, ignore_mismatched_sizes=True, **options
         )
         if (
             getattr(model.config, "pad_token_id", None) is None
@@ -100,7 +111,7 @@ def load_model(
         ):
             model.config.pad_token_id = config.eos_token_id
     else:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, config=config, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, config=config, dtype=dtype, **options)
     return model
 
 

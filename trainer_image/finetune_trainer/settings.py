@@ -1,11 +1,12 @@
 """Configuration: a FineTuneJob spec turned into typed trainer settings.
 
 The spec arrives as ``--config FILE`` (YAML or JSON: a whole FineTuneJob manifest or only its spec)
-or as JSON in env ``FINETUNE_JOB_SPEC`` (the operator's contract). It is first validated with the
-same ``finetune_api`` models as the CRD (D1), so the trainer refuses exactly what the API server
-refuses, then dumped back to its camelCase form and mapped one-to-one onto the dataclasses below
-(litgpt style: one typed group per spec section). Reading the camelCase wire form — the API's
-public contract — keeps this module independent of the models' Python attribute names.
+or as JSON in env ``FINETUNE_JOB_SPEC`` (the operator's contract). It is validated once with the
+same ``finetune_api`` models as the CRD, so the trainer refuses exactly what the API server refuses
+and gets the API's defaults. The typed groups below are then copied *mechanically* from the parsed
+``FineTuneJobSpec`` (litgpt style: one group per spec section): no field has a default here and no
+cross-field rule is checked again, so every default lives once, in ``finetune_api``
+(docs/architecture.md, "One typed spec").
 
 Every problem raises ConfigError naming the field path (``spec.training.learningRate``) or the
 file, which ends the process with the permanent exit code 78.
@@ -16,105 +17,112 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from finetune_api.contract import ENV_JOB_NAME, ENV_JOB_SPEC
+
 from .errors import ConfigError
 
-TASKS = ("sequence-classification", "causal-lm")
+if TYPE_CHECKING:
+    from finetune_api import FineTuneJobSpec
+    from finetune_api.learning import Lora
+
+DEFAULT_JOB_NAME = "finetune"
+"""Job name when the trainer runs outside a FineTuneJob (``--config FILE`` on a workstation)."""
 
 
 @dataclass(frozen=True)
 class LoraSettings:
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: tuple[str, ...] | str = "all-linear"
-    bias: str = "none"
+    r: int
+    alpha: int
+    dropout: float
+    target_modules: tuple[str, ...] | str  # "all-linear" or module names
+    bias: str
 
 
 @dataclass(frozen=True)
 class ModelSettings:
     uri: str
     task: str
-    num_labels: int | None = None
-    freeze_embeddings: bool = False
-    freeze_layers: int = 0
-    lora: LoraSettings | None = None
-    dropout: float | None = None
-    labels: tuple[str, ...] | None = None
-    revision: str | None = None
-    trust_remote_code: bool = False
+    num_labels: int | None
+    freeze_embeddings: bool
+    freeze_layers: int
+    lora: LoraSettings | None
+    dropout: float | None
+    labels: tuple[str, ...] | None
+    revision: str | None
+    trust_remote_code: bool
 
 
 @dataclass(frozen=True)
 class DatasetSettings:
     train: str
-    validation: str | None = None
-    test: str | None = None
-    format: str = "auto"
-    text_field: str = "text"
-    text_pair_field: str | None = None
-    label_field: str = "label"
-    prompt_field: str = "prompt"
-    response_field: str = "response"
-    labels: tuple[str, ...] | None = None
-    max_length: int = 256
-    split_validation: float = 0.1
-    split_test: float = 0.0
-    split_seed: int = 42
+    validation: str | None
+    test: str | None
+    format: str
+    text_field: str
+    text_pair_field: str | None
+    label_field: str
+    prompt_field: str
+    response_field: str
+    labels: tuple[str, ...] | None
+    max_length: int
+    split_validation: float
+    split_test: float
+    split_seed: int
 
 
 @dataclass(frozen=True)
 class EvaluationSettings:
-    strategy: str = "epoch"  # steps | epoch | no
-    every_steps: int | None = None
-    metric: str = "loss"
-    greater_is_better: bool | None = None
-    early_stopping_patience: int | None = None
-    early_stopping_threshold: float = 0.0
+    strategy: str  # steps | epoch | no
+    every_steps: int | None
+    metric: str
+    greater_is_better: bool  # resolved: the spec's value or the API's documented default
+    early_stopping_patience: int | None  # None: no early stopping
+    early_stopping_threshold: float
 
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    epochs: float = 3.0
-    max_steps: int | None = None
-    batch_size_per_device: int = 16
-    eval_batch_size_per_device: int | None = None
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 2e-5
-    head_learning_rate: float | None = None
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    warmup_ratio: float = 0.0
-    scheduler: str = "linear"
-    optimizer: str = "adamw_torch"
-    max_grad_norm: float = 1.0
-    precision: str = "auto"
-    seed: int = 42
-    class_weights: str | tuple[float, ...] | None = None  # "auto", explicit weights, or None
-    gradient_checkpointing: bool = False
-    logging_steps: int = 10
-    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    epochs: float
+    max_steps: int | None
+    batch_size_per_device: int
+    eval_batch_size_per_device: int  # resolved: absent in the spec means batchSizePerDevice
+    gradient_accumulation_steps: int
+    learning_rate: float
+    head_learning_rate: float | None
+    weight_decay: float
+    warmup_steps: int
+    warmup_ratio: float
+    scheduler: str
+    optimizer: str
+    max_grad_norm: float
+    precision: str
+    seed: int
+    class_weights: str | tuple[float, ...] | None  # "auto", explicit weights, or None
+    gradient_checkpointing: bool
+    logging_steps: int
+    evaluation: EvaluationSettings
 
 
 @dataclass(frozen=True)
 class CheckpointSettings:
-    uri: str | None = None
-    every_steps: int | None = 500
-    every_seconds: int | None = None
-    keep: int = 3
+    uri: str  # resolved: checkpoint.uri or <output.uri>/checkpoints
+    every_steps: int
+    every_seconds: int | None
+    keep: int
 
 
 @dataclass(frozen=True)
 class OutputSettings:
     uri: str
-    merge_lora: bool = True
-    save_tokenizer: bool = True
-    write_model_card: bool = True
+    merge_lora: bool
+    save_tokenizer: bool
+    write_model_card: bool
 
 
 @dataclass(frozen=True)
@@ -127,7 +135,7 @@ class TrainerSettings:
     checkpoint: CheckpointSettings
     output: OutputSettings
     spec: Mapping[str, Any]
-    job_name: str = "finetune"
+    job_name: str
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,195 +154,144 @@ def load_raw_document(config_path: str | None, env: Mapping[str, str]) -> Any:
             return yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {config_path}: not valid YAML or JSON ({exc})") from exc
-    if env.get("FINETUNE_JOB_SPEC"):
+    if env.get(ENV_JOB_SPEC):
         try:
-            return json.loads(env["FINETUNE_JOB_SPEC"])
+            return json.loads(env[ENV_JOB_SPEC])
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"env FINETUNE_JOB_SPEC: not valid JSON ({exc})") from exc
+            raise ConfigError(f"env {ENV_JOB_SPEC}: not valid JSON ({exc})") from exc
     raise ConfigError(
-        "no configuration: pass --config FILE or set env FINETUNE_JOB_SPEC to the job spec as JSON"
+        f"no configuration: pass --config FILE or set env {ENV_JOB_SPEC} to the job spec as JSON"
     )
 
 
-def validate_with_api(document: Any) -> dict[str, Any]:
-    """Validate with finetune_api (a FineTuneJob or its spec) and return the defaulted camelCase dump."""
+def validate_with_api(document: Any) -> FineTuneJobSpec:
+    """Validate with finetune_api (a FineTuneJob or its spec): the parsed, defaulted spec."""
     from finetune_api import SpecError, spec_from_document
 
     if not isinstance(document, dict):
         raise ConfigError("configuration: expected a mapping (a FineTuneJob manifest or its spec)")
     try:
-        spec = spec_from_document(document)
+        return spec_from_document(document)
     except SpecError as exc:
         raise ConfigError(str(exc)) from exc
-    dumped = spec.model_dump(by_alias=True, mode="json", exclude_none=True)
-    dumped.setdefault("checkpoint", {})["uri"] = spec.effective_checkpoint_uri
-    return dumped
 
 
 # ---------------------------------------------------------------------------------------------
-# Typed access to the camelCase dict
+# The parsed spec, copied onto the typed groups (no defaults, no rules: the API has both)
 
 
-def _section(spec: Mapping[str, Any], path: str) -> Mapping[str, Any]:
-    node: Any = spec
-    for part in path.split("."):
-        node = node.get(part) if isinstance(node, Mapping) else None
-        if node is None:
-            return {}
-    if not isinstance(node, Mapping):
-        raise ConfigError(f"spec.{path}: expected a mapping")
-    return node
+def _lora(lora: Lora | None) -> LoraSettings | None:
+    if lora is None:
+        return None
+    targets = lora.target_modules
+    return LoraSettings(
+        r=lora.r,
+        alpha=lora.alpha,
+        dropout=lora.dropout,
+        target_modules="all-linear" if targets == ["all-linear"] else tuple(targets),
+        bias=lora.bias,
+    )
 
 
-def _get(section: Mapping[str, Any], path: str, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
-    value = section.get(key, default)
-    if value is None:
-        return default
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
-        raise ConfigError(f"spec.{path}.{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
-    return value
-
-
-def _required_str(section: Mapping[str, Any], path: str, key: str) -> str:
-    value = section.get(key)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(
-            f"spec.{path}.{key} is required: set it to a URI such as s3://bucket/key or file:///path"
-        )
-    return value
-
-
-def _names(value: Any) -> tuple[str, ...] | None:
-    return tuple(str(x) for x in value) if isinstance(value, list) else None
-
-
-def _model(spec: Mapping[str, Any]) -> ModelSettings:
-    m = _section(spec, "model")
-    task = m.get("task", "sequence-classification")
-    if task not in TASKS:
-        raise ConfigError(f"spec.model.task: {task!r} is not one of {', '.join(TASKS)}")
-    freeze = _section(spec, "model.freeze")
-    lora_raw = m.get("lora")
-    lora = None
-    if isinstance(lora_raw, Mapping):
-        targets = lora_raw.get("targetModules", ["all-linear"])
-        if isinstance(targets, list) and targets == ["all-linear"]:
-            targets = "all-linear"
-        lora = LoraSettings(
-            r=_get(lora_raw, "model.lora", "r", int, 8),
-            alpha=_get(lora_raw, "model.lora", "alpha", int, 16),
-            dropout=_get(lora_raw, "model.lora", "dropout", float, 0.05),
-            target_modules=tuple(targets) if isinstance(targets, list) else str(targets),
-            bias=_get(lora_raw, "model.lora", "bias", str, "none"),
-        )
+def _model(spec: FineTuneJobSpec) -> ModelSettings:
+    m = spec.model
     return ModelSettings(
-        uri=_required_str(m, "model", "uri"),
-        task=task,
-        num_labels=_get(m, "model", "numLabels", int, None),
-        freeze_embeddings=_get(freeze, "model.freeze", "embeddings", bool, False),
-        freeze_layers=_get(freeze, "model.freeze", "layers", int, 0),
-        lora=lora,
-        dropout=_get(m, "model", "dropout", float, None),
-        labels=_names(m.get("labels")),
-        revision=_get(m, "model", "revision", str, None),
-        trust_remote_code=_get(m, "model", "trustRemoteCode", bool, False),
+        uri=m.uri,
+        task=m.task,
+        num_labels=m.num_labels,
+        freeze_embeddings=m.freeze.embeddings,
+        freeze_layers=m.freeze.layers,
+        lora=_lora(m.lora),
+        dropout=m.dropout,
+        labels=tuple(m.labels) if m.labels is not None else None,
+        revision=m.revision,
+        trust_remote_code=m.trust_remote_code,
     )
 
 
-def _dataset(spec: Mapping[str, Any]) -> DatasetSettings:
-    d = _section(spec, "dataset")
-    split = _section(spec, "dataset.split")
+def _dataset(spec: FineTuneJobSpec) -> DatasetSettings:
+    d = spec.dataset
     return DatasetSettings(
-        train=_required_str(d, "dataset", "train"),
-        validation=_get(d, "dataset", "validation", str, None),
-        test=_get(d, "dataset", "test", str, None),
-        format=_get(d, "dataset", "format", str, "auto"),
-        text_field=_get(d, "dataset", "textField", str, "text"),
-        text_pair_field=_get(d, "dataset", "textPairField", str, None),
-        label_field=_get(d, "dataset", "labelField", str, "label"),
-        prompt_field=_get(d, "dataset", "promptField", str, "prompt"),
-        response_field=_get(d, "dataset", "responseField", str, "response"),
-        labels=_names(_section(spec, "model").get("labels")),
-        max_length=_get(d, "dataset", "maxLength", int, 256),
-        split_validation=_get(split, "dataset.split", "validation", float, 0.1),
-        split_test=_get(split, "dataset.split", "test", float, 0.0),
-        split_seed=_get(split, "dataset.split", "seed", int, 42),
+        train=d.train,
+        validation=d.validation,
+        test=d.test,
+        format=d.format,
+        text_field=d.text_field,
+        text_pair_field=d.text_pair_field,
+        label_field=d.label_field,
+        prompt_field=d.prompt_field,
+        response_field=d.response_field,
+        labels=tuple(spec.model.labels) if spec.model.labels is not None else None,
+        max_length=d.max_length,
+        split_validation=d.split.validation,
+        split_test=d.split.test,
+        split_seed=d.split.seed,
     )
 
 
-def _training(spec: Mapping[str, Any]) -> TrainingSettings:
-    t = _section(spec, "training")
-    ev = _section(spec, "training.evaluation")
-    es = ev.get("earlyStopping")
-    mode = _get(t, "training", "classWeights", str, "none")
-    class_weights: str | tuple[float, ...] | None
-    if mode == "explicit":
-        values = t.get("classWeightValues")
-        if not isinstance(values, list) or not values:
-            raise ConfigError("spec.training.classWeightValues is required when classWeights is explicit")
-        class_weights = tuple(float(w) for w in values)
-    elif mode == "auto":
-        class_weights = "auto"
-    else:
-        class_weights = None
+def _class_weights(spec: FineTuneJobSpec) -> str | tuple[float, ...] | None:
+    t = spec.training
+    if t.class_weights == "explicit":
+        # spec_rules guarantees classWeightValues with numLabels entries for explicit.
+        return tuple(float(w) for w in t.class_weight_values or ())
+    return "auto" if t.class_weights == "auto" else None
+
+
+def _training(spec: FineTuneJobSpec) -> TrainingSettings:
+    t = spec.training
+    ev = t.evaluation
+    es = ev.early_stopping
     return TrainingSettings(
-        epochs=float(_get(t, "training", "epochs", (int, float), 3)),
-        max_steps=_get(t, "training", "maxSteps", int, None),
-        batch_size_per_device=_get(t, "training", "batchSizePerDevice", int, 8),
-        eval_batch_size_per_device=_get(t, "training", "evalBatchSizePerDevice", int, None),
-        gradient_accumulation_steps=_get(t, "training", "gradientAccumulationSteps", int, 1),
-        learning_rate=_get(t, "training", "learningRate", float, 2e-5),
-        head_learning_rate=_get(t, "training", "headLearningRate", float, None),
-        weight_decay=_get(t, "training", "weightDecay", float, 0.0),
-        warmup_steps=_get(t, "training", "warmupSteps", int, 0),
-        warmup_ratio=_get(t, "training", "warmupRatio", float, 0.0),
-        scheduler=_get(t, "training", "scheduler", str, "linear"),
-        optimizer=_get(t, "training", "optimizer", str, "adamw_torch"),
-        max_grad_norm=_get(t, "training", "maxGradNorm", float, 1.0),
-        precision=_get(t, "training", "precision", str, "auto"),
-        seed=_get(t, "training", "seed", int, 42),
-        class_weights=class_weights,
-        gradient_checkpointing=_get(t, "training", "gradientCheckpointing", bool, False),
-        logging_steps=_get(t, "training", "loggingSteps", int, 10),
+        epochs=float(t.epochs),
+        max_steps=t.max_steps,
+        batch_size_per_device=t.batch_size_per_device,
+        eval_batch_size_per_device=t.resolved_eval_batch_size_per_device,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        head_learning_rate=t.head_learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_steps,
+        warmup_ratio=t.warmup_ratio,
+        scheduler=t.scheduler,
+        optimizer=t.optimizer,
+        max_grad_norm=t.max_grad_norm,
+        precision=t.precision,
+        seed=t.seed,
+        class_weights=_class_weights(spec),
+        gradient_checkpointing=t.gradient_checkpointing,
+        logging_steps=t.logging_steps,
         evaluation=EvaluationSettings(
-            strategy=_get(ev, "training.evaluation", "strategy", str, "epoch"),
-            every_steps=_get(ev, "training.evaluation", "everySteps", int, None),
-            metric=_get(ev, "training.evaluation", "metric", str, "loss"),
-            greater_is_better=_get(ev, "training.evaluation", "greaterIsBetter", bool, None),
-            early_stopping_patience=_get(es, "training.evaluation.earlyStopping", "patience", int, 3)
-            if isinstance(es, Mapping)
-            else None,
-            early_stopping_threshold=_get(es, "training.evaluation.earlyStopping", "threshold", float, 0.0)
-            if isinstance(es, Mapping)
-            else 0.0,
+            strategy=ev.strategy,
+            every_steps=ev.every_steps,
+            metric=ev.metric,
+            greater_is_better=ev.resolved_greater_is_better,
+            early_stopping_patience=es.patience if es is not None else None,
+            early_stopping_threshold=es.threshold if es is not None else 0.0,
         ),
     )
 
 
-def settings_from_spec(spec: Mapping[str, Any], job_name: str = "finetune") -> TrainerSettings:
-    """Map a validated camelCase spec onto the typed settings (pure; raises ConfigError)."""
-    c = _section(spec, "checkpoint")
-    o = _section(spec, "output")
-    output_uri = _required_str(o, "output", "uri")
+def settings_from_spec(spec: FineTuneJobSpec, job_name: str = DEFAULT_JOB_NAME) -> TrainerSettings:
+    """Copy a parsed spec onto the typed settings (pure)."""
+    c = spec.checkpoint
+    o = spec.output
+    checkpoint_uri = spec.effective_checkpoint_uri
+    wire = spec.model_dump(by_alias=True, mode="json", exclude_none=True)
+    wire.setdefault("checkpoint", {})["uri"] = checkpoint_uri
     return TrainerSettings(
         model=_model(spec),
         dataset=_dataset(spec),
         training=_training(spec),
         checkpoint=CheckpointSettings(
-            uri=_get(c, "checkpoint", "uri", str, None) or output_uri.rstrip("/") + "/checkpoints",
-            every_steps=_get(c, "checkpoint", "everySteps", int, 500),
-            every_seconds=_get(c, "checkpoint", "everySeconds", int, None),
-            keep=_get(c, "checkpoint", "keep", int, 3),
+            uri=checkpoint_uri, every_steps=c.every_steps, every_seconds=c.every_seconds, keep=c.keep
         ),
         output=OutputSettings(
-            uri=output_uri,
-            merge_lora=_get(o, "output", "mergeLora", bool, True),
-            save_tokenizer=_get(o, "output", "saveTokenizer", bool, True),
-            write_model_card=_get(o, "output", "writeModelCard", bool, True),
+            uri=o.uri,
+            merge_lora=o.merge_lora,
+            save_tokenizer=o.save_tokenizer,
+            write_model_card=o.write_model_card,
         ),
-        spec=dict(spec),
+        spec=wire,
         job_name=job_name,
     )
 
@@ -343,4 +300,4 @@ def load_settings(config_path: str | None, env: Mapping[str, str] | None = None)
     """The whole path from a file or the environment to typed settings."""
     environ = os.environ if env is None else env
     spec = validate_with_api(load_raw_document(config_path, environ))
-    return settings_from_spec(spec, job_name=environ.get("FINETUNE_JOB_NAME", "finetune"))
+    return settings_from_spec(spec, job_name=environ.get(ENV_JOB_NAME, DEFAULT_JOB_NAME))

@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 from typing import Any
 
+from finetune_api.contract import SUMMARY_OUTPUT
 from finetune_operator import conditions as cond
 from finetune_operator.job.jobview import JobView
 from finetune_operator.job.plan import Action, Decision, Event, Observed
@@ -128,7 +129,7 @@ def progress_into(
     if checkpoint:
         status["checkpoint"] = checkpoint
     if succeeded and not status.get("output"):
-        output = (summary or {}).get("output") or (job.spec.get("output") or {}).get("uri")
+        output = (summary or {}).get(SUMMARY_OUTPUT) or job.output_uri
         status["output"] = {"uri": output}
     message = checkpoint_event(previous_checkpoint, checkpoint, observed.checkpoint_event_due)
     return [Event("Normal", "CheckpointCommitted", message)] if message else []

@@ -1,4 +1,7 @@
-"""What happened to one attempt, judged from its Job and its pods (DESIGN.md D4).
+"""What happened to one attempt, judged from its Job and its pods.
+
+The exit codes are the contract of docs/architecture.md, "Exit-code contract"
+(`finetune_api.contract`); the pod readers are in `pods`.
 
 The verdict decides whether the gang restarts and whether the restart counts against maxRestarts:
 
@@ -24,8 +27,17 @@ import enum
 from collections.abc import Sequence
 from typing import Any
 
-from finetune_operator import naming
-from finetune_operator.job.builders import EXIT_INVALID_CONFIG, RULE_DISRUPTION, RULE_INVALID_CONFIG
+from finetune_api.contract import EXIT_INVALID_CONFIG
+from finetune_operator.job.builders import RULE_DISRUPTION, RULE_INVALID_CONFIG
+from finetune_operator.job.pods import (
+    by_index,
+    conditions_of,
+    find_condition,
+    is_deleted,
+    pod_index,
+    pod_label,
+    trainer_termination,
+)
 
 DISRUPTION_POD_REASONS = frozenset(
     {"Evicted", "Preempting", "NodeLost", "Shutdown", "Terminated", "NodeShutdown"}
@@ -57,71 +69,30 @@ class AttemptOutcome:
     exit_code: int | None = None
 
 
-def _conditions(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    return list((obj.get("status") or {}).get("conditions") or [])
-
-
-def find_condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for condition in _conditions(obj):
-        if condition.get("type") == kind and condition.get("status") == "True":
-            return condition
-    return None
-
-
-def pod_index(pod: dict[str, Any]) -> int | None:
-    metadata = pod.get("metadata") or {}
-    value = (metadata.get("annotations") or {}).get("batch.kubernetes.io/job-completion-index")
-    if value is None:
-        value = (metadata.get("labels") or {}).get("batch.kubernetes.io/job-completion-index")
-    return int(value) if value is not None and str(value).isdigit() else None
-
-
-def trainer_termination(pod: dict[str, Any]) -> dict[str, Any] | None:
-    """The trainer container's `terminated` state (current or last), if it has ended."""
-    for status in (pod.get("status") or {}).get("containerStatuses") or []:
-        if status.get("name") != naming.CONTAINER_NAME:
-            continue
-        for key in ("state", "lastState"):
-            terminated = (status.get(key) or {}).get("terminated")
-            if terminated:
-                return terminated
-    return None
-
-
-def _pod_label(pod: dict[str, Any]) -> str:
-    index = pod_index(pod)
-    name = (pod.get("metadata") or {}).get("name", "?")
-    return f"worker {index} (pod {name})" if index is not None else f"pod {name}"
-
-
 def disruption_of(pod: dict[str, Any]) -> str | None:
     """Why the pod was disrupted by someone else than its own program (preemption, eviction, node loss)."""
     status = pod.get("status") or {}
     target = find_condition(pod, "DisruptionTarget")
     if target is not None:
         detail = target.get("message") or target.get("reason") or "DisruptionTarget"
-        return f"{_pod_label(pod)} was disrupted: {detail}"
+        return f"{pod_label(pod)} was disrupted: {detail}"
     if status.get("reason") in DISRUPTION_POD_REASONS:
         detail = status.get("message") or status["reason"]
-        return f"{_pod_label(pod)} was stopped by the node: {detail}"
+        return f"{pod_label(pod)} was stopped by the node: {detail}"
     return None
-
-
-def _deleted(pod: dict[str, Any]) -> bool:
-    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def _unschedulable_message(pods: Sequence[dict[str, Any]]) -> str | None:
     for pod in pods:
         if (pod.get("status") or {}).get("phase") != "Pending":
             continue
-        for condition in _conditions(pod):
+        for condition in conditions_of(pod):
             if (
                 condition.get("type") == "PodScheduled"
                 and condition.get("status") == "False"
                 and condition.get("reason") == "Unschedulable"
             ):
-                return f"{_pod_label(pod)} cannot be scheduled: {condition.get('message') or 'Unschedulable'}"
+                return f"{pod_label(pod)} cannot be scheduled: {condition.get('message') or 'Unschedulable'}"
     return None
 
 
@@ -136,7 +107,7 @@ def _failed_exit(pod: dict[str, Any]) -> tuple[int | None, str]:
 def classify_attempt(job: dict[str, Any], pods: Sequence[dict[str, Any]], workers: int) -> AttemptOutcome:
     """The verdict on one attempt from its batch/v1 Job and that Job's pods (see the module table)."""
     job_deleting = bool((job.get("metadata") or {}).get("deletionTimestamp"))
-    ordered = sorted(pods, key=lambda pod: (pod_index(pod) is None, pod_index(pod) or 0))
+    ordered = by_index(pods)
 
     for pod in ordered:
         code, message = _failed_exit(pod)
@@ -144,7 +115,7 @@ def classify_attempt(job: dict[str, Any], pods: Sequence[dict[str, Any]], worker
             return AttemptOutcome(
                 Verdict.PERMANENT,
                 "InvalidConfiguration",
-                message or f"{_pod_label(pod)} exited with code {code} (invalid configuration or data)",
+                message or f"{pod_label(pod)} exited with code {code} (invalid configuration or data)",
                 worker=pod_index(pod),
                 exit_code=code,
             )
@@ -169,10 +140,10 @@ def classify_attempt(job: dict[str, Any], pods: Sequence[dict[str, Any]], worker
     for pod in ordered:
         code, message = _failed_exit(pod)
         phase = (pod.get("status") or {}).get("phase")
-        if _deleted(pod) or not ((code is not None and code != 0) or phase == "Failed"):
+        if is_deleted(pod) or not ((code is not None and code != 0) or phase == "Failed"):
             continue
         detail = (
-            f"{_pod_label(pod)} exited with code {code}" if code is not None else f"{_pod_label(pod)} failed"
+            f"{pod_label(pod)} exited with code {code}" if code is not None else f"{pod_label(pod)} failed"
         )
         return AttemptOutcome(
             Verdict.RETRYABLE,
@@ -183,9 +154,9 @@ def classify_attempt(job: dict[str, Any], pods: Sequence[dict[str, Any]], worker
         )
     if not job_deleting:
         for pod in ordered:
-            if _deleted(pod) and (pod.get("status") or {}).get("phase") != "Succeeded":
+            if is_deleted(pod) and (pod.get("status") or {}).get("phase") != "Succeeded":
                 return AttemptOutcome(
-                    Verdict.DISRUPTED, "Disrupted", f"{_pod_label(pod)} was deleted", worker=pod_index(pod)
+                    Verdict.DISRUPTED, "Disrupted", f"{pod_label(pod)} was deleted", worker=pod_index(pod)
                 )
     if failed is not None:
         return AttemptOutcome(
@@ -212,25 +183,3 @@ def classify_attempt(job: dict[str, Any], pods: Sequence[dict[str, Any]], worker
     return AttemptOutcome(
         Verdict.STARTING, "WorkersStarting", f"{len(live_indexes)} of {workers} workers are running"
     )
-
-
-def worker_summary(pods: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per worker pod of the current attempt: index, pod, node, phase, exit code, reason."""
-    summary = []
-    for pod in sorted(pods, key=lambda pod: (pod_index(pod) is None, pod_index(pod) or 0)):
-        status = pod.get("status") or {}
-        entry: dict[str, Any] = {
-            "index": pod_index(pod),
-            "pod": (pod.get("metadata") or {}).get("name"),
-            "phase": status.get("phase") or "Unknown",
-        }
-        node = (pod.get("spec") or {}).get("nodeName")
-        if node:
-            entry["node"] = node
-        terminated = trainer_termination(pod)
-        if terminated:
-            entry["exitCode"] = terminated.get("exitCode")
-            if terminated.get("reason"):
-                entry["reason"] = terminated["reason"]
-        summary.append(entry)
-    return summary
