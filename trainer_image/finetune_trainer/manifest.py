@@ -1,10 +1,11 @@
-"""Checkpoint manifests: what makes a checkpoint exist (D5), as pure functions.
+"""Checkpoint manifests: what makes a checkpoint exist, as pure functions.
 
 A checkpoint directory ``checkpoint-<step>/`` counts only when its ``manifest.json`` — written
 last, after every file is uploaded — parses, names the same step, and lists files whose sizes (when
 discovered) and sha256 digests (after download) match. Everything here is pure so the rules can
 be tested in a table without storage: building and verifying manifests, the configuration hash,
-and which checkpoints retention deletes.
+and which checkpoints retention deletes. The protocol is docs/architecture.md, "Checkpoint commit
+protocol".
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-MANIFEST_NAME = "manifest.json"
+# The layout names are part of the operator/trainer contract (the operator reports
+# <checkpoint uri>/checkpoint-<step> in status.checkpoint); re-exported for the trainer's modules.
+from finetune_api.contract import CHECKPOINT_DIR_PREFIX
+from finetune_api.contract import MANIFEST_NAME as MANIFEST_NAME
+from finetune_api.contract import RANK_PART_PREFIX as RANK_PART_PREFIX
+from finetune_api.contract import checkpoint_dir_name as checkpoint_dir_name
+
 MANIFEST_FORMAT = 1
-CHECKPOINT_PREFIX = "checkpoint-"
-_CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
-# Per-rank file lists written by every rank after its upload; rank 0 merges them into the manifest.
-RANK_PART_PREFIX = "_rank-"
+_CHECKPOINT_DIR = re.compile(rf"^{re.escape(CHECKPOINT_DIR_PREFIX)}(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,6 @@ class Manifest:
 
 class ManifestError(ValueError):
     """A manifest is missing, malformed, or does not match the files it describes."""
-
-
-def checkpoint_dir_name(step: int) -> str:
-    return f"{CHECKPOINT_PREFIX}{step}"
 
 
 def step_of_dir(name: str) -> int | None:

@@ -40,6 +40,8 @@ from typing import Any
 
 import torch
 
+from finetune_api import contract
+
 from . import logs, output
 from .callback import TrainerBridge
 from .checkpoints import CheckpointManager, CommitRecord, ResumePoint
@@ -113,7 +115,7 @@ def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> dict[str, 
 
     # 3. Model files and tokenizer (one download per node), then the data.
     model_dir = _on_local_main_first(control, world, lambda: fetch_model_dir(settings.model.uri, work_dir))
-    tokenizer = load_tokenizer(model_dir, settings.model.task)
+    tokenizer = load_tokenizer(model_dir, settings.model)
     data = load_datasets(
         settings.dataset,
         settings.model.task,
@@ -253,15 +255,15 @@ def completion_summary(final: dict[str, Any], state: Any, settings: TrainerSetti
         k: round(float(v), 6) for k, v in final.items() if isinstance(v, int | float) and "runtime" not in k
     }
     summary: dict[str, Any] = {
-        "step": int(state.global_step),
-        "totalSteps": int(state.max_steps or state.global_step),
-        "epoch": round(float(state.epoch or 0.0), 4),
-        "trainLoss": _last_logged_loss(state),
-        "evalLoss": metrics.get("eval_loss"),
-        "bestMetric": metrics.get("best_metric"),
-        "metric": settings.training.evaluation.metric,
-        "metrics": {k: v for k, v in metrics.items() if k.startswith(("eval_", "test_"))},
-        "output": settings.output.uri,
+        contract.SUMMARY_STEP: int(state.global_step),
+        contract.SUMMARY_TOTAL_STEPS: int(state.max_steps or state.global_step),
+        contract.SUMMARY_EPOCH: round(float(state.epoch or 0.0), 4),
+        contract.SUMMARY_TRAIN_LOSS: _last_logged_loss(state),
+        contract.SUMMARY_EVAL_LOSS: metrics.get("eval_loss"),
+        contract.SUMMARY_BEST_METRIC: metrics.get("best_metric"),
+        contract.SUMMARY_METRIC: settings.training.evaluation.metric,
+        contract.SUMMARY_METRICS: {k: v for k, v in metrics.items() if k.startswith(("eval_", "test_"))},
+        contract.SUMMARY_OUTPUT: settings.output.uri,
     }
     return {k: v for k, v in summary.items() if v is not None}
 
@@ -293,29 +295,21 @@ def build_training_args(
 ) -> Any:
     from transformers import TrainingArguments
 
+    # The spec's cross-field rules (everySteps with steps, metric fits the task...) held at parse
+    # time (finetune_api.spec_rules); only what depends on the data is decided here.
     t = settings.training
     ev = t.evaluation
     eval_strategy = ev.strategy if data.validation is not None else "no"
-    if eval_strategy == "steps" and not ev.every_steps:
-        raise ConfigError("spec.training.evaluation.everySteps is required when strategy is steps")
-    metric = ev.metric
     best_metric = None
-    greater = ev.greater_is_better
     if eval_strategy != "no":
-        best_metric = "loss" if metric == "perplexity" else metric
-        if greater is None:
-            greater = metric not in ("loss", "perplexity")
-        if settings.model.task == "causal-lm" and metric not in ("loss", "perplexity"):
-            raise ConfigError(f"spec.training.evaluation.metric: {metric} needs sequence-classification")
-        if settings.model.task != "causal-lm" and metric == "perplexity":
-            raise ConfigError("spec.training.evaluation.metric: perplexity needs causal-lm")
+        best_metric = "loss" if ev.metric == "perplexity" else ev.metric
     warmup: float = t.warmup_steps if t.warmup_steps else t.warmup_ratio
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1,
         per_device_train_batch_size=t.batch_size_per_device,
-        per_device_eval_batch_size=t.eval_batch_size_per_device or t.batch_size_per_device,
+        per_device_eval_batch_size=t.eval_batch_size_per_device,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         learning_rate=t.learning_rate,
         weight_decay=t.weight_decay,
@@ -330,7 +324,7 @@ def build_training_args(
         eval_strategy=eval_strategy,
         eval_steps=ev.every_steps if eval_strategy == "steps" else None,
         metric_for_best_model=best_metric,
-        greater_is_better=greater,
+        greater_is_better=ev.greater_is_better if best_metric else None,
         save_strategy="no",  # saves are requested by the callback (schedule, SIGTERM)
         logging_strategy="steps",
         logging_steps=t.logging_steps,
