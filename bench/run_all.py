@@ -20,13 +20,22 @@ if __package__ in (None, ""):
 import argparse
 import traceback
 
-from bench import docs_tables, operator_scale, peer_training_operator, recovery, report, trainer_overhead
+from bench import (
+    docs_tables,
+    operator_scale,
+    peer_training_operator,
+    recovery,
+    report,
+    sweep,
+    trainer_overhead,
+)
 
 BENCHMARKS = {
     "operator_scale": operator_scale,
     "trainer_overhead": trainer_overhead,
     "recovery": recovery,
     "peer_training_operator": peer_training_operator,
+    "sweep": sweep,
 }
 
 
