@@ -9,6 +9,7 @@ from typing import Any
 from finetune_api.constants import CREDENTIAL_SCHEMES
 from finetune_api.fields import uri_scheme
 from finetune_api.rules import Rule
+from finetune_api.scaling_rules import SCALING_RULES
 
 _CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "f1_weighted")
 _CREDENTIAL_RE = "^(" + "|".join(CREDENTIAL_SCHEMES) + ")://"
@@ -223,4 +224,5 @@ SPEC_RULES: tuple[Rule, ...] = (
         cel="self.training.precision in ['auto', 'fp32'] || self.resources.gpusPerWorker > 0",
         holds=lambda s: s.training.precision in ("auto", "fp32") or s.resources.gpus_per_worker > 0,
     ),
+    *SCALING_RULES,
 )

@@ -45,11 +45,11 @@ from .manifest import (
     verify_digests,
     verify_sizes,
 )
+from .sharded_checkpoints import rank_of_file
 
 log = logging.getLogger(__name__)
 
 PART_WAIT_SECONDS = float(os.environ.get("FINETUNE_CHECKPOINT_PART_WAIT_SECONDS", "900"))
-_RNG_FILE_PREFIX = "rng_state_"
 
 
 def files_owned_by_rank(relpaths: list[str], rank: int, world_size: int) -> list[str]:
@@ -57,16 +57,10 @@ def files_owned_by_rank(relpaths: list[str], rank: int, world_size: int) -> list
     if world_size == 1:
         return list(relpaths)
 
-    def rng_rank(path: str) -> int | None:
-        name = path.rsplit("/", 1)[-1]
-        if name.startswith(_RNG_FILE_PREFIX) and name.endswith(".pth"):
-            digits = name[len(_RNG_FILE_PREFIX) : -len(".pth")]
-            return int(digits) if digits.isdigit() else None
-        return None
-
+    # rng_state_<r>.pth, and under FSDP each rank's shard files __<r>_<n>.distcp (sharded_checkpoints).
     if rank == 0:
-        return [p for p in relpaths if rng_rank(p) in (None, 0)]
-    return [p for p in relpaths if rng_rank(p) == rank]
+        return [p for p in relpaths if rank_of_file(p) in (None, 0)]
+    return [p for p in relpaths if rank_of_file(p) == rank]
 
 
 @dataclass(frozen=True)

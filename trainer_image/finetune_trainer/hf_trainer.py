@@ -20,6 +20,7 @@ from transformers import Trainer
 from .data import SAMPLE_ID
 from .losses import causal_lm_loss_sum, classification_loss_sum, labelled_items, normalise
 from .modeling import is_head_parameter
+from .sharding import enable_fsdp_on_cpu
 
 
 class FinetuneTrainer(Trainer):
@@ -41,6 +42,10 @@ class FinetuneTrainer(Trainer):
         # ranks), so HF must count it, and must not divide our loss again by the accumulation steps.
         self.model_accepts_loss_kwargs = True
         self._sample_log = os.environ.get("FINETUNE_TEST_SAMPLE_LOG")
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        enable_fsdp_on_cpu(self)  # accelerate turns FSDP on for GPUs only; FSDP2 runs on CPU too
 
     def training_step(
         self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None

@@ -42,7 +42,7 @@ import torch
 
 from finetune_api import contract
 
-from . import logs, output
+from . import logs, output, sharding
 from .callback import TrainerBridge
 from .checkpoints import CheckpointManager, CommitRecord, ResumePoint
 from .data import CausalCollator, PreparedData, SampleIdCollator, load_datasets, require_dataset_files
@@ -61,6 +61,7 @@ from .manifest import config_hash
 from .metrics_server import TrainerMetrics, library_versions
 from .modeling import build_model, fetch_model_dir, load_tokenizer
 from .settings import TrainerSettings, load_settings
+from .sharded_checkpoints import agree_on_sharded_resume, check_resume_layout
 
 log = logging.getLogger("finetune_trainer")
 UPLOAD_WAIT_SECONDS = float(os.environ.get("FINETUNE_FINAL_UPLOAD_WAIT_SECONDS", "3600"))
@@ -104,6 +105,8 @@ def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> dict[str, 
     )
     work_dir.mkdir(parents=True, exist_ok=True)
     require_dataset_files(settings.dataset)  # a typo in a URI fails in seconds, not after a model download
+    cuda = torch.cuda.is_available()
+    scaling = sharding.scaling_from_spec(settings.spec, cuda, sharding.bitsandbytes_installed())
     versions = library_versions()
 
     # 2. Metrics endpoint (rank 0 only), so progress is visible from the first second.
@@ -130,6 +133,7 @@ def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> dict[str, 
 
     set_seed(settings.training.seed)
     model = build_model(settings.model, model_dir, data.label_names, torch.float32)
+    plan = sharding.plan_distribution(scaling, world, model, cuda, _local_world_size(world))
 
     # 5. Checkpoints: the newest verified one, agreed by all ranks.
     spec_hash = config_hash(settings.spec)
@@ -145,15 +149,20 @@ def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> dict[str, 
             on_commit=_commit_reporter(metrics),
             on_upload=_upload_reporter(metrics),
         )
-    resume = _agree_on_resume(manager, control, world, work_dir / "resume") if manager else None
+    resume = None
+    if manager is not None and plan.is_fsdp:  # each rank fetches only the shards it needs
+        resume = agree_on_sharded_resume(manager, control, world, work_dir / "resume", plan)
+    elif manager is not None:
+        resume = _agree_on_resume(manager, control, world, work_dir / "resume")
     if resume is not None:
         _check_resume_compatible(resume, spec_hash, world, settings)
+        check_resume_layout(resume.manifest, resume.uri, plan)
         logs.event(log, "resuming", checkpoint_step=resume.step, uri=resume.uri)
         if metrics is not None:
             metrics.checkpoint_last_step.set(resume.step)
 
     # 6. HF Trainer with our callback.
-    training_args = build_training_args(settings, work_dir / "hf", data, world)
+    training_args = build_training_args(settings, work_dir / "hf", data, world, plan)
     collator: Any = (
         CausalCollator(tokenizer.pad_token_id)
         if settings.model.task == "causal-lm"
@@ -224,10 +233,13 @@ def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> dict[str, 
         final["best_step"] = trainer.state.best_global_step
 
     # 9. Output (rank 0): model, tokenizer, labels, model card, metrics.json last.
+    publishable = sharding.publishable_model(  # FSDP: gathered from the shards (all ranks take part)
+        trainer, plan, world, lambda: build_model(settings.model, model_dir, data.label_names, torch.float32)
+    )
     if world.is_main:
         local_out = work_dir / "output"
         output.save_model(
-            trainer.model, tokenizer, local_out, settings.output.merge_lora, settings.output.save_tokenizer
+            publishable, tokenizer, local_out, settings.output.merge_lora, settings.output.save_tokenizer
         )
         output.publish(
             local_out, settings.output.uri, settings, data.sizes, final, versions, data.label_names
@@ -291,7 +303,11 @@ def precision_flags(precision: str) -> dict[str, bool]:
 
 
 def build_training_args(
-    settings: TrainerSettings, output_dir: Path, data: PreparedData, world: WorldInfo
+    settings: TrainerSettings,
+    output_dir: Path,
+    data: PreparedData,
+    world: WorldInfo,
+    plan: sharding.ShardingPlan | None = None,
 ) -> Any:
     from transformers import TrainingArguments
 
@@ -320,7 +336,7 @@ def build_training_args(
         seed=t.seed,
         data_seed=t.seed,
         **precision_flags(t.precision),
-        activation_checkpointing=t.gradient_checkpointing or None,
+        **sharding.training_arguments(plan, t.gradient_checkpointing),  # fsdp/fsdp_config; checkpointing
         eval_strategy=eval_strategy,
         eval_steps=ev.every_steps if eval_strategy == "steps" else None,
         metric_for_best_model=best_metric,
@@ -342,6 +358,11 @@ def build_training_args(
         use_cpu=not torch.cuda.is_available(),
         log_level="warning",
     )
+
+
+def _local_world_size(world: WorldInfo) -> int:
+    """Ranks on this worker (torchrun's LOCAL_WORLD_SIZE)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", str(world.world_size)))
 
 
 def _on_local_main_first(control: Control, world: WorldInfo, action: Any) -> Any:
