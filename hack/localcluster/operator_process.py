@@ -26,7 +26,7 @@ TEST_ARGS = (
     "5",
     "--restart-backoff-max-seconds",
     "2",
-    "--workers",
+    "--reconcile-workers",
     "2",
     "--log-level",
     "DEBUG",

@@ -1,8 +1,9 @@
-"""The workers that drain a WorkQueue: one generic mechanism for every controller of the operator.
+"""Reconcile concurrency: the tasks that drain a WorkQueue, one mechanism for every controller.
 
-Both the FineTuneJob and the FineTuneSchedule controller are "a queue of (namespace, name) keys and a
-`reconcile(key) -> seconds until the next pass, or None` function". What runs the passes is the same
-for both and lives here: a few worker tasks, the requeue after the returned delay, a conflict (409 on
+Every controller (FineTuneJob, FineTuneSchedule, FineTuneSweep) is "a queue of (namespace, name) keys
+and a `reconcile(key) -> seconds until the next pass, or None` function". What runs the passes is the
+same for all and lives here: `concurrency` tasks (`--reconcile-workers`; not to be confused with a
+job's spec.resources.workers, its training pods), the requeue after the returned delay, a conflict (409 on
 a resourceVersion-guarded write) retried at once, and any other error retried after a per-key
 backoff. Each controller keeps only its own pass, its own backoff rule and, where it has them, its
 own metrics (through `on_pass`). Also here: the event-to-queue routing the Kopf handlers share.
@@ -30,14 +31,14 @@ def exponential_error_backoff(failures: int) -> float:
     return min(60.0, 0.5 * 2 ** min(failures, 7))
 
 
-class WorkerPool:
-    """`workers` tasks that take keys from a de-duplicating queue and run `reconcile` on each."""
+class ReconcilePool:
+    """`concurrency` tasks that take keys from a de-duplicating queue and run `reconcile` on each."""
 
     def __init__(
         self,
         reconcile: Reconcile,
         *,
-        workers: int,
+        concurrency: int,
         name: str,
         logger: logging.Logger,
         failure_message: str,
@@ -46,7 +47,7 @@ class WorkerPool:
     ):
         self.queue = WorkQueue()
         self._reconcile = reconcile
-        self._workers = workers
+        self._concurrency = concurrency
         self._name = name
         self._logger = logger
         self._failure_message = failure_message
@@ -56,7 +57,7 @@ class WorkerPool:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        for number in range(self._workers):
+        for number in range(self._concurrency):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"{self._name}-{number}"))
 
     async def stop(self) -> None:

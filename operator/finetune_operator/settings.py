@@ -31,10 +31,9 @@ class Settings:
     """Address the /metrics endpoint binds to; 0.0.0.0 inside a cluster so Prometheus can scrape it."""
     log_level: str = "INFO"
     """Log level of the operator's JSON logs: DEBUG, INFO, WARNING or ERROR."""
-    restart_backoff_seconds: float = 10.0
-    """Base of the exponential backoff between a failed attempt and the next: base * 2^(failures-1)."""
     restart_backoff_max_seconds: float = 300.0
-    """Cap of that backoff."""
+    """Cap of the exponential backoff between a failed attempt and the next (its base is the spec's
+    runPolicy.backoffSeconds: base * 2^(failures-1))."""
     stall_after_seconds: float = 900.0
     """A running job whose training step has not advanced for this long gets Stalled=True."""
     progress_interval_seconds: float = 10.0
@@ -45,7 +44,7 @@ class Settings:
     """At most one CheckpointCommitted event per job in this many seconds (status is always current)."""
     resync_seconds: float = 60.0
     """Every job is reconciled at least this often, even when nothing changed."""
-    workers: int = 16
+    reconcile_workers: int = 16
     """Reconciles run concurrently for different jobs (never for the same job)."""
     peering_name: str = "finetune-operator"
     """Name of the Kopf peering object shared by the operator's replicas."""
@@ -137,12 +136,6 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="log level (env FINETUNE_LOG_LEVEL)",
     )
     parser.add_argument(
-        "--restart-backoff-seconds",
-        type=float,
-        default=float(env_or("FINETUNE_RESTART_BACKOFF_SECONDS", DEFAULTS.restart_backoff_seconds)),
-        help="base of the exponential restart backoff (env FINETUNE_RESTART_BACKOFF_SECONDS)",
-    )
-    parser.add_argument(
         "--restart-backoff-max-seconds",
         type=float,
         default=float(env_or("FINETUNE_RESTART_BACKOFF_MAX_SECONDS", DEFAULTS.restart_backoff_max_seconds)),
@@ -182,9 +175,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="reconcile every job at least this often (env FINETUNE_RESYNC_SECONDS)",
     )
     parser.add_argument(
-        "--workers",
+        "--reconcile-workers",
         type=int,
-        default=int(env_or("FINETUNE_RECONCILE_WORKERS", DEFAULTS.workers)),
+        default=int(env_or("FINETUNE_RECONCILE_WORKERS", DEFAULTS.reconcile_workers)),
         help="concurrent reconciles of different jobs (env FINETUNE_RECONCILE_WORKERS)",
     )
     peering = parser.add_mutually_exclusive_group()
@@ -261,8 +254,8 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         namespaces = _env_list(env.get("FINETUNE_NAMESPACES"))
     if not 0 <= args.metrics_port <= 65535:
         raise ValueError(f"--metrics-port must be 0..65535, got {args.metrics_port}")
-    if args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.reconcile_workers < 1:
+        raise ValueError(f"--reconcile-workers must be >= 1, got {args.reconcile_workers}")
     return Settings(
         namespaces=namespaces,
         default_image=args.default_image,
@@ -270,7 +263,6 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         metrics_port=args.metrics_port,
         metrics_bind_address=args.metrics_bind_address,
         log_level=args.log_level,
-        restart_backoff_seconds=_positive("--restart-backoff-seconds", args.restart_backoff_seconds),
         restart_backoff_max_seconds=_positive(
             "--restart-backoff-max-seconds", args.restart_backoff_max_seconds
         ),
@@ -283,7 +275,7 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
             "--checkpoint-event-interval-seconds", args.checkpoint_event_interval_seconds
         ),
         resync_seconds=max(1.0, args.resync_seconds),
-        workers=args.workers,
+        reconcile_workers=args.reconcile_workers,
         peering_name=args.peering_name,
         standalone=args.standalone,
         liveness_endpoint=args.liveness_endpoint,

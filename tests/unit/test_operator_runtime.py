@@ -31,8 +31,14 @@ def test_flags_win_over_env():
 
 
 def test_bad_values_name_the_flag():
-    with pytest.raises(ValueError, match="--restart-backoff-seconds"):
-        parse_settings(["--restart-backoff-seconds", "-1"], env={})
+    with pytest.raises(ValueError, match="--restart-backoff-max-seconds"):
+        parse_settings(["--restart-backoff-max-seconds", "-1"], env={})
+    with pytest.raises(ValueError, match="--reconcile-workers"):
+        parse_settings(["--reconcile-workers", "0"], env={})
+    with pytest.raises(SystemExit):  # the concurrency flag's old name and the dead backoff-base flag
+        parse_settings(["--workers", "2"], env={})
+    with pytest.raises(SystemExit):
+        parse_settings(["--restart-backoff-seconds", "5"], env={})
     with pytest.raises(SystemExit):
         parse_settings(["--log-level", "chatty"], env={})
 

@@ -6,15 +6,15 @@ import asyncio
 import logging
 
 from finetune_operator.kube import Conflict
-from finetune_operator.reconcile_pool import WorkerPool, exponential_error_backoff, route_watch_event
+from finetune_operator.reconcile_pool import ReconcilePool, exponential_error_backoff, route_watch_event
 
 KEY = ("ns", "job")
 
 
 def _pool(reconcile, recorded):
-    return WorkerPool(
+    return ReconcilePool(
         reconcile,
-        workers=1,
+        concurrency=1,
         name="test-worker",
         logger=logging.getLogger("test"),
         failure_message="pass failed",

@@ -55,7 +55,7 @@ from finetune_operator.job.progress.status import drop_non_finite, progress_only
 from finetune_operator.job.reconcile import decide
 from finetune_operator.kube import Conflict, Kube
 from finetune_operator.metrics import OperatorMetrics
-from finetune_operator.reconcile_pool import Key, WorkerPool
+from finetune_operator.reconcile_pool import Key, ReconcilePool
 from finetune_operator.settings import Settings
 
 logger = logging.getLogger("finetune_operator")
@@ -134,9 +134,9 @@ class Controller:
         self._views: dict[Key, tuple[tuple[str, int], JobView]] = {}
         self._rejected: dict[Key, tuple[str, str]] = {}
         """key -> (job uid, message) of a child the API refused for good; read by the next pass."""
-        self.pool = WorkerPool(
+        self.pool = ReconcilePool(
             self.reconcile,
-            workers=settings.workers,
+            concurrency=settings.reconcile_workers,
             name="reconcile-worker",
             logger=logger,
             failure_message="reconcile failed; retrying",

@@ -2,8 +2,8 @@
 write status once, then post events).
 
 Why its own queue and not Kopf timers: Kopf needs a finalizer on every object with a timer, and the
-FineTuneJob controller already works this way (../controller.py), so schedules get the same
-mechanics (../workers.py): watch events add a key, each key is requeued for its next scheduled time
+FineTuneJob controller already works this way (../job/controller.py), so schedules get the same
+mechanics (../reconcile_pool.py): watch events add a key, each key is requeued for its next scheduled time
 (or the resync interval, whichever is sooner), and a key is never processed by two workers at once.
 With the fake clock (clock.py) a watcher requeues every schedule whenever the clock file changes, so
 tests move time and see the result within a fraction of a second.
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune_operator.kube import Kube
-from finetune_operator.reconcile_pool import Key, WorkerPool
+from finetune_operator.reconcile_pool import Key, ReconcilePool
 from finetune_operator.schedule.api import CreateRefused, ScheduleApi
 from finetune_operator.schedule.children import child_from_body, is_controlled_by, parse_time
 from finetune_operator.schedule.clock import FAKE_CLOCK_ENV, Clock
@@ -49,7 +49,7 @@ class ScheduleController:
         kube: Kube,
         clock: Clock,
         *,
-        workers: int = 2,
+        reconcile_workers: int = 2,
         resync_seconds: float = 60.0,
         clock_file: Path | None = None,
     ):
@@ -61,9 +61,9 @@ class ScheduleController:
         self.known: set[Key] = set()
         self._posted: dict[Key, list[str]] = {}
         self._clock_task: asyncio.Task[None] | None = None
-        self.pool = WorkerPool(
+        self.pool = ReconcilePool(
             self.reconcile,
-            workers=workers,
+            concurrency=reconcile_workers,
             name="schedule-worker",
             logger=logger,
             failure_message="schedule pass failed; retrying",

@@ -41,7 +41,7 @@ async def start_schedule_controller(memo: Any, **_: Any) -> None:
         ScheduleApi(api_client),
         Kube(api_client),
         clock_from_env(),
-        workers=max(1, min(4, getattr(settings, "workers", 2))),
+        reconcile_workers=max(1, min(4, settings.reconcile_workers)),
         resync_seconds=float(getattr(settings, "resync_seconds", 60.0)),
         clock_file=Path(clock_path) if clock_path else None,
     )

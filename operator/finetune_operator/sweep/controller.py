@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from finetune_operator.kube import Kube
-from finetune_operator.reconcile_pool import Key, WorkerPool
+from finetune_operator.reconcile_pool import Key, ReconcilePool
 from finetune_operator.sweep.api import CreateRefused, SweepApi
 from finetune_operator.sweep.metrics import SweepMetrics
 from finetune_operator.sweep.plan import Event, Plan, plan_pass
@@ -41,7 +41,7 @@ class SweepController:
         kube: Kube,
         metrics: SweepMetrics | None = None,
         *,
-        workers: int = 2,
+        reconcile_workers: int = 2,
         resync_seconds: float = 60.0,
         clock: Callable[[], datetime] = _utcnow,
     ):
@@ -53,9 +53,9 @@ class SweepController:
         self._posted: dict[Key, list[str]] = {}
         self._volatile: dict[str, dict[int, dict[str, Any]]] = {}
         self._refused: dict[Key, dict[str, str]] = {}
-        self.pool = WorkerPool(
+        self.pool = ReconcilePool(
             self.reconcile,
-            workers=workers,
+            concurrency=reconcile_workers,
             name="sweep-worker",
             logger=logger,
             failure_message="sweep pass failed; retrying",

@@ -37,7 +37,7 @@ async def start_sweep_controller(memo: Any, **_: Any) -> None:
         SweepApi(api_client),
         Kube(api_client),
         SweepMetrics(registry) if registry is not None else None,
-        workers=max(1, min(4, getattr(settings, "workers", 2))),
+        reconcile_workers=max(1, min(4, settings.reconcile_workers)),
         resync_seconds=float(getattr(settings, "resync_seconds", 60.0)),
     )
     controller.start()
