@@ -125,3 +125,6 @@ ENV_JOB_COMPLETION_INDEX: Final = "JOB_COMPLETION_INDEX"
 """The worker's index in the Indexed Job: torchrun's node rank."""
 ENV_TERMINATION_LOG: Final = "FINETUNE_TERMINATION_LOG"
 """Overrides TERMINATION_LOG_PATH (outside a container)."""
+ENV_CPU_LIMIT: Final = "FINETUNE_CPU_LIMIT"
+"""The container's CPU limit (downward API resourceFieldRef limits.cpu, whole CPUs): sizes the
+trainer's thread pools."""

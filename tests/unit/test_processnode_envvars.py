@@ -125,7 +125,7 @@ def test_key_references():
         ),
         ({"envFrom": [{"secretRef": {"name": "nope"}}]}, 'secret "nope" not found'),
         (
-            {"env": [{"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}}]},
+            {"env": [{"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.gpu"}}}]},
             "not supported",
         ),
     ],

@@ -10,6 +10,10 @@ retryable failure. So the pod runs
 which starts torchrun in its own session, forwards SIGTERM/SIGINT to it exactly once, lets every
 worker record how it ended (`errors.record_exit`), and then exits with the decisive code and writes
 the decisive one-line reason to the termination message. Everything else is torchrun's.
+
+It also sizes the workers' thread pools before torchrun starts them (`threads`): the pod's CPU
+limit divided by `--nproc-per-node` goes into OMP_NUM_THREADS/MKL_NUM_THREADS (unless the pod's
+author set them), instead of torchrun's fixed 1 for several processes, or every core of the node.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import threads
 from .errors import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -71,10 +76,33 @@ def decisive_exit(torchrun_code: int, records: Sequence[dict[str, Any]]) -> tupl
     )
 
 
+def nproc_per_node(arguments: Sequence[str]) -> int:
+    """torchrun's ``--nproc-per-node`` (either spelling, ``=`` or separate value); 1 when absent."""
+    for index, argument in enumerate(arguments):
+        for flag in ("--nproc-per-node", "--nproc_per_node"):
+            value = None
+            if argument.startswith(flag + "="):
+                value = argument.split("=", 1)[1]
+            elif argument == flag and index + 1 < len(arguments):
+                value = arguments[index + 1]
+            if value is not None:
+                return int(value) if value.isdigit() else 1
+        if argument in ("-m", "--module") or argument.endswith(".py"):
+            break  # the training module's or script's own arguments follow
+    return 1
+
+
+def worker_thread_env(arguments: Sequence[str], env: dict[str, str]) -> dict[str, str]:
+    """The OMP/MKL variables the workers get: the pod's CPUs shared among its processes."""
+    share = threads.threads_per_process(threads.detect_budget(env), nproc_per_node(arguments))
+    return threads.thread_env(share, env)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     with tempfile.TemporaryDirectory(prefix="finetune-exit-") as records_dir:
         env = {**os.environ, EXIT_RECORD_DIR_ENV: records_dir}
+        env.update(worker_thread_env(arguments, env))
         command = [sys.executable, "-m", "torch.distributed.run", *arguments]
         # Own session: a signal for the pod reaches torchrun once, through us, as on a kubelet.
         child = subprocess.Popen(command, env=env, start_new_session=True)

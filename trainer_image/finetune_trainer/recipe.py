@@ -42,7 +42,7 @@ import torch
 
 from finetune_api import contract
 
-from . import logs, output, sharding
+from . import logs, output, sharding, threads
 from .callback import TrainerBridge
 from .checkpoints import CheckpointManager, CommitRecord, ResumePoint
 from .data import CausalCollator, PreparedData, SampleIdCollator, load_datasets, require_dataset_files
@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(os.environ.get("FINETUNE_LOG_LEVEL", "INFO"))
     world = world_from_env()
     logs.set_context(rank=world.rank, job=os.environ.get("FINETUNE_JOB_NAME", ""))
+    cpu_threads, cpu_source = threads.configure_torch()  # the pod's CPU share, not the node's cores
+    logs.event(log, "cpu threads", threads=cpu_threads, source=cpu_source)
     stop = StopFlag()
     stop.install()
     try:

@@ -12,12 +12,15 @@ way a kubelet does (container waiting with reason ``CreateContainerConfigError``
 from __future__ import annotations
 
 import base64
+import dataclasses
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from localcluster.processnode.expansion import expand, mapping_for
+from localcluster.processnode.quantity import QuantityError, resource_field_value
 
 Lookup = Callable[[str, str], dict[str, Any] | None]
 
@@ -35,6 +38,14 @@ class PodFacts:
     pod_ip: str
     host_ip: str
     node_name: str
+    # What an unset limit reads as through resourceFieldRef (the kubelet uses node allocatable).
+    allocatable: Mapping[str, str] = dataclasses.field(default_factory=lambda: host_allocatable())
+
+
+def host_allocatable() -> dict[str, str]:
+    """This machine's CPUs and memory: what the process node reports as allocatable by default."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"cpu": str(os.cpu_count() or 1), "memory": str(memory)}
 
 
 def object_data(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
@@ -72,6 +83,25 @@ def field_value(pod: Mapping[str, Any], facts: PodFacts, field_path: str) -> str
             f"use one of {sorted(simple)} or metadata.labels['k'] / metadata.annotations['k']"
         )
     return simple[field_path]
+
+
+def resource_value(
+    container: Mapping[str, Any], pod: Mapping[str, Any], facts: PodFacts, ref: Mapping[str, Any]
+) -> str:
+    """The value of a downward-API ``resourceFieldRef`` (limits/requests of cpu/memory)."""
+    name = ref.get("containerName") or container.get("name")
+    target = next(
+        (c for c in (pod.get("spec") or {}).get("containers") or [] if c.get("name") == name), container
+    )
+    try:
+        return resource_field_value(
+            dict(target.get("resources") or {}),
+            ref.get("resource", ""),
+            ref.get("divisor"),
+            dict(facts.allocatable),
+        )
+    except QuantityError as exc:
+        raise EnvConfigError(f"resourceFieldRef: {exc}") from exc
 
 
 def _referenced_value(kind: str, ref: Mapping[str, Any], lookup: Lookup, namespace: str) -> str | None:
@@ -131,10 +161,12 @@ def resolve_env(
             value = _referenced_value("Secret", source["secretKeyRef"], lookup, namespace)
         elif "configMapKeyRef" in source:
             value = _referenced_value("ConfigMap", source["configMapKeyRef"], lookup, namespace)
+        elif "resourceFieldRef" in source:
+            value = resource_value(container, pod, facts, source["resourceFieldRef"])
         else:
             raise EnvConfigError(
                 f"env {name}: valueFrom {sorted(source)} is not supported by the process node; "
-                "use value, fieldRef, secretKeyRef or configMapKeyRef"
+                "use value, fieldRef, resourceFieldRef, secretKeyRef or configMapKeyRef"
             )
         if value is not None:
             env[name] = value

@@ -178,6 +178,12 @@ def _env(job: JobView, attempt: int) -> list[dict[str, Any]]:
             },
         },
         {"name": contract.ENV_POD_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {  # sizes the trainer's thread pools; without a limit the kubelet gives the node's CPUs
+            "name": contract.ENV_CPU_LIMIT,
+            "valueFrom": {
+                "resourceFieldRef": {"containerName": naming.CONTAINER_NAME, "resource": "limits.cpu"}
+            },
+        },
     ]
     env.extend({"name": name, "value": literal(value)} for name, value in literals.items())
     secret = (storage.get("secretRef") or {}).get("name")
