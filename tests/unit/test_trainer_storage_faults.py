@@ -20,8 +20,9 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
-from finetune_trainer.retry import Fault, RetryPolicy, StorageUnavailable, call_with_retries, classify
 from s3fs.errors import translate_boto_error
+
+from finetune_trainer.retry import Fault, RetryPolicy, StorageUnavailable, call_with_retries, classify
 
 
 def client_error(code: str, status: int) -> ClientError:

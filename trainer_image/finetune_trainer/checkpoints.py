@@ -28,8 +28,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from finetune_api.contract import ENV_ATTEMPT
+
 from . import storage
 from .distributed import WorldInfo
+from .fencing import (
+    ATTEMPTS_DIR,
+    attempt_marker_name,
+    attempts_in,
+    is_fenced,
+    parse_rank_part,
+    rank_part_json,
+    retention_deletions,
+    stale_partials,
+)
 from .manifest import (
     MANIFEST_NAME,
     RANK_PART_PREFIX,
@@ -39,13 +51,12 @@ from .manifest import (
     checkpoint_dir_name,
     merge_rank_parts,
     parse_manifest,
-    stale_partial_steps,
     step_of_dir,
-    steps_to_delete,
     verify_digests,
     verify_sizes,
 )
 from .sharded_checkpoints import rank_of_file
+from .upload import upload_files
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +104,7 @@ class CheckpointManager:
         job: str,
         on_commit: Callable[[CommitRecord], None] | None = None,
         on_upload: Callable[[float, int], None] | None = None,
+        attempt: int | None = None,
     ) -> None:
         self.uri = uri.rstrip("/")
         self.keep = keep
@@ -102,6 +114,10 @@ class CheckpointManager:
         self.job = job
         self.on_commit = on_commit
         self.on_upload = on_upload
+        # Which attempt of the job this writer is (fencing.py); 0 when run outside the operator.
+        self.attempt = attempt if attempt is not None else int(os.environ.get(ENV_ATTEMPT) or 0)
+        self._attempt_registered = False
+        self.fenced = False
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.last_commit: CommitRecord | None = None
@@ -149,20 +165,37 @@ class CheckpointManager:
             log.exception("checkpoint upload failed", extra={"fields": {"checkpoint_step": step}})
             self._error = exc
 
+    def register_attempt(self) -> None:
+        """Rank 0: leave this attempt's marker under the prefix, fencing off older writers."""
+        if self._attempt_registered or not self.world.is_main:
+            return
+        marker = storage.join(self.uri, ATTEMPTS_DIR, attempt_marker_name(self.attempt))
+        storage.write_text(marker, json.dumps({"attempt": self.attempt, "job": self.job}))
+        self._attempt_registered = True
+
+    def _newer_attempt(self) -> bool:
+        """True (and remembered) once a newer attempt's marker is under the prefix."""
+        if not self.fenced:
+            seen = attempts_in(storage.list_entries(storage.join(self.uri, ATTEMPTS_DIR)))
+            if is_fenced(self.attempt, seen):
+                self.fenced = True
+                log.warning(
+                    "a newer attempt writes this checkpoint prefix; this writer commits and deletes nothing",
+                    extra={"fields": {"attempt": self.attempt, "newest_attempt": max(seen), "uri": self.uri}},
+                )
+        return self.fenced
+
     def _upload(self, local_dir: Path, step: int, epoch: float) -> None:
         started = time.monotonic()
+        self.register_attempt()
         remote = storage.join(self.uri, checkpoint_dir_name(step))
         relpaths = [rel for rel, _ in storage.walk_files(local_dir)]
         mine = files_owned_by_rank(relpaths, self.world.rank, self.world.world_size)
-        entries: list[FileEntry] = []
-        total = 0
-        for rel in mine:
-            path = local_dir / rel
-            entries.append(FileEntry(rel, path.stat().st_size, storage.sha256_file(path)))
-            total += storage.upload_file(path, storage.join(remote, rel))
-        part = [{"path": e.path, "size": e.size, "sha256": e.sha256} for e in entries]
+        entries = upload_files([(rel, local_dir / rel) for rel in mine], remote)
+        total = sum(entry.size for entry in entries)
         storage.write_text(
-            storage.join(remote, f"{RANK_PART_PREFIX}{self.world.rank}.json"), json.dumps(part)
+            storage.join(remote, f"{RANK_PART_PREFIX}{self.world.rank}.json"),
+            rank_part_json(self.attempt, entries),
         )
         upload_seconds = time.monotonic() - started
         if self.on_upload is not None:
@@ -170,6 +203,9 @@ class CheckpointManager:
         if not self.world.is_main:
             return
         parts = [entries] + [self._wait_for_part(remote, r) for r in range(1, self.world.world_size)]
+        if self._newer_attempt():
+            shutil.rmtree(local_dir, ignore_errors=True)
+            return
         manifest = Manifest(
             step=step,
             epoch=epoch,
@@ -179,6 +215,7 @@ class CheckpointManager:
             versions=self.versions,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             job=self.job,
+            attempt=self.attempt,
         )
         storage.write_text(storage.join(remote, MANIFEST_NAME), manifest.to_json())  # the commit
         record = CommitRecord(step, remote, time.time(), manifest.total_bytes, time.monotonic() - started)
@@ -199,25 +236,37 @@ class CheckpointManager:
         if self._test_kill_step is not None and step == self._test_kill_step:
             log.warning("test hook: SIGKILL after commit", extra={"fields": {"checkpoint_step": step}})
             os.kill(os.getpid(), signal.SIGKILL)
-        self._apply_retention()
+        self._apply_retention(step)
         shutil.rmtree(local_dir, ignore_errors=True)
 
     def _wait_for_part(self, remote: str, rank: int) -> list[FileEntry]:
+        """Rank ``rank``'s part of this attempt; parts other attempts left behind are not merged."""
         part_uri = storage.join(remote, f"{RANK_PART_PREFIX}{rank}.json")
         deadline = time.monotonic() + PART_WAIT_SECONDS
         while True:
             if storage.exists(part_uri):
-                body = json.loads(storage.read_text(part_uri))
-                return [FileEntry(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in body]
+                attempt, files = parse_rank_part(storage.read_text(part_uri))
+                if attempt == self.attempt:
+                    return files
+                if attempt is not None and attempt > self.attempt:
+                    raise ManifestError(
+                        f"rank {rank}'s part of {remote} was written by attempt {attempt}, newer than "
+                        f"this writer's {self.attempt}: this gang is stale and must not commit"
+                    )
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"rank {rank} did not upload its part of {remote} within {PART_WAIT_SECONDS}s"
                 )
             time.sleep(0.1)
 
-    def _apply_retention(self) -> None:
+    def _apply_retention(self, own_newest: int) -> None:
+        """Delete old and interrupted checkpoints, never another (newer) writer's: see fencing.py."""
+        if self._newer_attempt():
+            return
         all_steps, committed = self._scan()
-        for step in steps_to_delete(committed, self.keep) + stale_partial_steps(all_steps, committed):
+        attempts = {step: self._attempt_of(step) for step in committed}
+        doomed = retention_deletions(attempts, self.keep, own_newest, self.attempt)
+        for step in doomed + stale_partials(all_steps, committed, own_newest):
             target = storage.join(self.uri, checkpoint_dir_name(step))
             log.info("deleting old checkpoint", extra={"fields": {"checkpoint_step": step, "uri": target}})
             # Manifest first: a half-deleted checkpoint must not look committed.
@@ -225,6 +274,14 @@ class CheckpointManager:
             if storage.exists(manifest_uri):
                 storage.remove_tree(manifest_uri)
             storage.remove_tree(target)
+
+    def _attempt_of(self, step: int) -> int | None:
+        """The attempt a committed checkpoint's manifest names (None when unreadable: kept)."""
+        try:
+            text = storage.read_text(storage.join(self.uri, checkpoint_dir_name(step), MANIFEST_NAME))
+            return parse_manifest(text, expected_step=step).attempt
+        except (ManifestError, FileNotFoundError):
+            return None
 
     def _scan(self) -> tuple[list[int], list[int]]:
         entries = storage.list_entries(self.uri)
@@ -284,7 +341,11 @@ class CheckpointManager:
         return ResumePoint(step, str(Path(local_root) / checkpoint_dir_name(step)), manifest, remote)
 
     def fetch_newest(self, local_root: str | Path) -> ResumePoint | None:
-        """Newest checkpoint that verifies completely (sizes and digests), downloaded; else None."""
+        """Newest checkpoint that verifies completely (sizes and digests), downloaded; else None.
+
+        Called by rank 0 at start, it first registers this attempt (fencing older writers off).
+        """
+        self.register_attempt()
         for step, manifest, reason in self.candidates():
             if manifest is None:
                 log.warning(

@@ -49,6 +49,7 @@ class Manifest:
     versions: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
     job: str = ""
+    attempt: int = 0  # the operator's attempt that wrote it (fencing.py); 0 before fencing existed
 
     def to_json(self) -> str:
         body: dict[str, Any] = {
@@ -59,6 +60,7 @@ class Manifest:
             "configHash": self.config_hash,
             "created": self.created,
             "job": self.job,
+            "attempt": self.attempt,
             "versions": dict(self.versions),
             "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files],
         }
@@ -101,6 +103,7 @@ def parse_manifest(text: str, expected_step: int | None = None) -> Manifest:
             versions=dict(body.get("versions") or {}),
             created=str(body.get("created", "")),
             job=str(body.get("job", "")),
+            attempt=int(body.get("attempt") or 0),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ManifestError(f"manifest lacks or mangles a field: {exc!r}") from exc
