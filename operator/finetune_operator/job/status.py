@@ -1,4 +1,6 @@
-"""Pieces of the FineTuneJob status that are pure functions of other status fields (DESIGN.md D7).
+"""Pieces of the FineTuneJob status that are pure functions of other status fields.
+
+The conventions are docs/architecture.md, "Status conditions".
 
 `reconcile.decide` decides what happened; the helpers here turn that into the status shape of
 finetune_api.FineTuneJobStatus: phase for the printer column, restart counters, the Stalled rule,
@@ -12,22 +14,10 @@ from typing import Any
 
 from finetune_api.status import Phase
 from finetune_operator import conditions as cond
+from finetune_operator.timefmt import format_time
+from finetune_operator.timefmt import parse_time as parse_time  # re-exported: the one parser
 
-
-def rfc3339(moment: datetime.datetime) -> str:
-    """Kubernetes' time format: UTC, second precision, trailing Z."""
-    return moment.astimezone(datetime.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: Any) -> datetime.datetime | None:
-    """A Kubernetes timestamp (or None); naive values are taken as UTC."""
-    if not value:
-        return None
-    if isinstance(value, datetime.datetime):
-        moment = value
-    else:
-        moment = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+rfc3339 = format_time  # Kubernetes' time format (finetune_operator.timefmt)
 
 
 def restarts_of(status: dict[str, Any]) -> dict[str, int]:

@@ -15,26 +15,12 @@ from typing import Any, Literal
 from finetune_api.schedule import ANNOTATION_SCHEDULED_TIME, LABEL_SCHEDULE
 from finetune_api.status import Phase
 from finetune_operator import conditions as cond
+from finetune_operator.timefmt import format_time as format_time  # re-exported: the one format
+from finetune_operator.timefmt import parse_time as parse_time  # re-exported: the one parser
 
 ChildState = Literal["active", "succeeded", "failed", "deleting"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def parse_time(text: Any) -> datetime | None:
-    """An RFC 3339 timestamp as the API writes it ("2026-03-01T02:00:00Z"), or None when absent/invalid."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with a Z, whole seconds: the form Kubernetes writes."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
