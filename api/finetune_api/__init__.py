@@ -1,5 +1,6 @@
 """finetune_api: the FineTuneJob API (spec and status models), shared by the operator, the trainer and
-the CRD generator. One source of truth (DESIGN.md D1): the CRD in crds/ is generated from these
+the CRD generator. One source of truth (docs/architecture.md "One typed spec"): the CRD in crds/ is
+generated from these
 models, and `parse_spec` refuses what the API server refuses.
 
 Only pydantic and the standard library are imported here, so the trainer image and the operator can

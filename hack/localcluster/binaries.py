@@ -1,7 +1,8 @@
 """Build the cluster's Go binaries once and cache them under ``~/.cache``, keyed by version.
 
 Why build from Go modules: this machine has no container engine and no release downloads; the
-Go module proxy is the one source available (DESIGN.md D2). ``hack/gobuild/<component>/go.mod``
+Go module proxy is the one source available (docs/architecture.md "Tested on real parts").
+``hack/gobuild/<component>/go.mod``
 pins the exact versions. A cache hit is only a speed-up: when a binary is missing (or a Kubernetes
 binary does not report the pinned version) it is rebuilt, so a fresh machine works.
 

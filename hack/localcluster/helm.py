@@ -1,6 +1,7 @@
 """Build the `helm` CLI once from its Go module and cache it next to the cluster binaries.
 
-Why build it: this machine has no release downloads, only the Go module proxy (DESIGN.md D2), and
+Why build it: this machine has no release downloads, only the Go module proxy (docs/architecture.md
+"Tested on real parts"), and
 the chart's tests (`helm lint`, `helm template`, `helm install` into the local cluster) need a real
 helm. It lands in ``<cache>/helm-<version>/helm`` like the cluster's binaries (see
 :mod:`localcluster.binaries`); a cache hit is only a speed-up.

@@ -1,6 +1,7 @@
 """`python -m finetune_operator` / `finetune-operator`: run the operator until SIGINT or SIGTERM.
 
-Peering is on by default (DESIGN.md D8: one active replica; a second replica waits), `--standalone`
+Peering is on by default (docs/architecture.md "Peering": one active replica; a second one waits),
+`--standalone`
 is for development. See docs/operator.md for every flag and environment variable.
 """
 

@@ -1,4 +1,5 @@
-"""Status conditions kept the Kubernetes way (DESIGN.md D7): a list keyed by `type`.
+"""Status conditions kept the Kubernetes way (docs/architecture.md "Status conditions"): a list
+keyed by `type`.
 
 `lastTransitionTime` changes only when a condition's `status` changes, so `kubectl describe` shows
 when something actually happened, not when the operator last looked. Reason and message may be

@@ -1,4 +1,5 @@
-"""JSON logs, one object per line (DESIGN.md §5), so that log pipelines can filter by job and attempt.
+"""JSON logs, one object per line (docs/architecture.md "Conventions"), so that log pipelines can
+filter by job and attempt.
 
 Kopf logs through the standard `logging` module and attaches the object it works on in `extra`
 (`k8s_ref`); we flatten that into `namespace`/`job` fields. Our own code passes `extra={"job": ...,

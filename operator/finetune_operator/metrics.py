@@ -1,4 +1,4 @@
-"""The operator's own Prometheus metrics, served on their own port (DESIGN.md §5 naming).
+"""The operator's own Prometheus metrics, served on their own port (docs/architecture.md "Conventions").
 
 A private registry (not prometheus_client's global one) so that tests can create several operators'
 metrics in one process and so nothing else in the process leaks series onto /metrics. Per-job gauges

@@ -1,4 +1,5 @@
-"""Names and labels of a FineTuneJob's children (DESIGN.md D3 and §5).
+"""Names and labels of a FineTuneJob's children (docs/architecture.md "One Job per attempt" and
+"Conventions").
 
 Names are deterministic (job name + attempt number) so that an operator restarted at any point finds
 what it created before and "already exists" means "done", never "duplicate".

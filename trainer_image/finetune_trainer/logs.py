@@ -1,4 +1,4 @@
-"""JSON logs: one object per line with job, rank and step (DESIGN.md §5).
+"""JSON logs: one object per line with job, rank and step (docs/architecture.md "Conventions").
 
 Log collectors (and the e2e tests) parse the trainer's output line by line; a plain-text line from
 a library would still be a line, but everything we emit ourselves is a JSON object so that a

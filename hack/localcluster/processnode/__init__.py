@@ -1,6 +1,7 @@
 """The process node: a tiny kubelet that runs the pods bound to one Node as local processes.
 
-Why: DESIGN.md D2 demands real pod processes in tests and the demo (the trainer under
+Why: docs/architecture.md "Tested on real parts" demands real pod processes in tests and the demo
+(the trainer under
 torchrun, two workers talking gloo over TCP) on a machine without a container runtime. The
 process node registers Node ``local-0`` and keeps it Ready, watches the pods bound to it, runs
 their containers as processes of this Python environment (the image is ignored), gives each pod

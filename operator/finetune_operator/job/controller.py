@@ -1,6 +1,6 @@
 """One reconcile pass per FineTuneJob key: observe, decide, write status, act, tell (run by reconcile_pool).
 
-Order within a pass (DESIGN.md D7, D8):
+Order within a pass (docs/architecture.md "Status conditions" and "Level-triggered reconcile"):
 1. read the FineTuneJob and what exists for it (Service, attempt Jobs, pods) **from memory**: the
    FineTuneJob as its watch last delivered it (or as our own status write returned it), the
    children from the watch-fed cache (job/cache.py). A pass makes no read request unless the job

@@ -1,6 +1,7 @@
 """The operator's decisions as one pure function: `decide(job, observed, now, settings) -> Decision`.
 
-Level-triggered (DESIGN.md D8): every pass looks at the FineTuneJob and at what exists (the Service,
+Level-triggered (docs/architecture.md "Level-triggered reconcile"): every pass looks at the
+FineTuneJob and at what exists (the Service,
 the attempt Jobs, their pods) and says what to create or delete and what the status is. Nothing is
 remembered between passes except what is in the status and in the children, so an operator killed
 at any point converges when it comes back. The rules, in the order they are applied:

@@ -3,7 +3,8 @@
 The order of decisions is the CronJob controller's (syncCronJob): prune finished jobs beyond the
 history limits, stop if suspended, find the unmet scheduled time, skip it when too late or (Forbid)
 while a run is active, delete the active runs (Replace), create the new run. The handler performs the
-Plan's deletions and creation, then writes `status` once, then emits `events` (DESIGN.md D7).
+Plan's deletions and creation, then writes `status` once, then emits `events` (docs/architecture.md
+"Status conditions").
 """
 
 from dataclasses import dataclass, field

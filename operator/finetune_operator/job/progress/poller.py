@@ -1,4 +1,5 @@
-"""Pull rank 0's metrics on a timer, with backoff while it is unreachable (DESIGN.md D6).
+"""Pull rank 0's metrics on a timer, with backoff while it is unreachable (docs/architecture.md
+"Progress is pulled").
 
 Why a separate object: scraping is I/O with its own cadence (every `interval` seconds per running
 job, backing off exponentially while the endpoint refuses or times out, e.g. while the model is
