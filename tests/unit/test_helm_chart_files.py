@@ -112,7 +112,7 @@ def _queried_metrics(dashboard: dict[str, Any]) -> set[str]:
 
 def _trainer_contract_metrics() -> set[str]:
     text = (REPO_ROOT / "docs" / "architecture.md").read_text()
-    section = text[text.index("**Metrics (D6).**") :]
+    section = text[text.index("**Metrics** (see") :]
     section = section[: section.index("\n\n")]
     return {f"finetune_trainer_{name}" for name in re.findall(r"`([a-z_]+)(?:\{[^}]*\})?`", section)}
 
