@@ -159,18 +159,79 @@ def test_bad_values_fail_with_a_message_naming_the_value(
     assert message in result.stderr
 
 
-def test_storage_secret_is_written_into_each_watched_namespace(helm: Helm) -> None:
+def test_storage_secrets_are_per_namespace_with_their_own_keys(helm: Helm) -> None:
+    values = {
+        **NAMESPACED,
+        "storageSecret.create": True,
+        "storageSecret.perNamespace": {
+            "team-a": {
+                "accessKeyId": "AK-A",
+                "secretAccessKey": "SK-A",
+                "endpointUrl": "http://127.0.0.1:9000",
+            },
+            "team-b": {"accessKeyId": "AK-B", "secretAccessKey": "SK-B"},
+        },
+    }
+    secrets = {s["metadata"]["namespace"]: s["stringData"] for s in find(helm.template(values), "Secret")}
+    assert secrets == {
+        "team-a": {
+            "AWS_ACCESS_KEY_ID": "AK-A",
+            "AWS_SECRET_ACCESS_KEY": "SK-A",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+        },
+        "team-b": {"AWS_ACCESS_KEY_ID": "AK-B", "AWS_SECRET_ACCESS_KEY": "SK-B"},
+    }
+
+
+def test_one_key_is_not_copied_into_several_namespaces_unless_shared(helm: Helm) -> None:
     values = {
         **NAMESPACED,
         "storageSecret.create": True,
         "storageSecret.accessKeyId": "AK",
         "storageSecret.secretAccessKey": "SK",
-        "storageSecret.endpointUrl": "http://127.0.0.1:9000",
     }
-    secrets = find(helm.template(values), "Secret")
+    # No default to the watched namespaces any more: the namespaces must be listed.
+    result = helm.run("template", "ft", str(CHART_DIR), *set_flags(values), check=False)
+    assert result.returncode != 0 and "storageSecret.perNamespace" in result.stderr
+    values["storageSecret.namespaces"] = ["team-a", "team-b"]
+    result = helm.run("template", "ft", str(CHART_DIR), *set_flags(values), check=False)
+    assert result.returncode != 0 and "more than one namespace" in result.stderr
+    secrets = find(helm.template({**values, "storageSecret.shared": True}), "Secret")
     assert {s["metadata"]["namespace"] for s in secrets} == {"team-a", "team-b"}
-    assert secrets[0]["stringData"] == {
-        "AWS_ACCESS_KEY_ID": "AK",
-        "AWS_SECRET_ACCESS_KEY": "SK",
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+
+
+def test_cluster_scope_with_watched_namespaces_binds_job_creation_only_there(helm: Helm) -> None:
+    objects = helm.template({"operator.watchNamespaces": ["team-a", "team-b"]})
+    bindings = find(objects, "RoleBinding")
+    assert {b["metadata"]["namespace"] for b in bindings} == {"team-a", "team-b"}
+    assert all(b["roleRef"]["kind"] == "ClusterRole" for b in bindings)
+    for binding in find(objects, "ClusterRoleBinding"):
+        role = find(objects, "ClusterRole", binding["roleRef"]["name"])[0]
+        assert not grants(role["rules"], "batch", "jobs", "create"), binding["metadata"]["name"]
+        assert not grants(role["rules"], "", "configmaps", "create")
+    everywhere = helm.template({})
+    assert [b["roleRef"]["name"] for b in find(everywhere, "ClusterRoleBinding")] == ["ft-finetune-operator"]
+
+
+def test_rbac_lets_the_operator_keep_the_spec_configmap(helm: Helm) -> None:
+    rules = rules_of(helm.template({}))
+    for verb in ("get", "create", "delete"):
+        assert grants(rules, "", "configmaps", verb)
+
+
+def test_policy_values_become_operator_flags(helm: Helm) -> None:
+    values = {
+        "policy.allowedImages": ["registry.example/team/*"],
+        "policy.storagePrefixes": ["s3://ml/{namespace}/"],
+        "policy.allowedPriorityClasses": ["batch", "batch-*"],
+        "policy.allowBlanketTolerations": True,
     }
+    deployment = find(helm.template(values), "Deployment")[0]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--allowed-images=registry.example/team/*" in args
+    assert "--storage-prefix=s3://ml/{namespace}/" in args
+    assert "--allowed-priority-classes=batch,batch-*" in args
+    assert "--allow-blanket-tolerations" in args
+    defaults = find(helm.template({}), "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--allowed-priority-classes=*" in defaults and "--allow-blanket-tolerations" not in defaults
+    assert not [arg for arg in defaults if arg.startswith(("--allowed-images", "--storage-prefix"))]

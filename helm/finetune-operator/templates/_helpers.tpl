@@ -66,8 +66,11 @@ Fail early on value combinations that cannot work, naming the value to change.
 {{- if and .Values.networkPolicy.enabled (empty (include "finetune-operator.networkPolicyNamespaces" .)) }}
 {{- fail "networkPolicy.enabled=true needs networkPolicy.namespaces or operator.watchNamespaces: NetworkPolicies are per namespace, list the namespaces where trainers run" }}
 {{- end }}
-{{- if and .Values.storageSecret.create (empty (include "finetune-operator.storageSecretNamespaces" .)) }}
-{{- fail "storageSecret.create=true needs storageSecret.namespaces or operator.watchNamespaces: list the namespaces where jobs reference the Secret" }}
+{{- if and .Values.storageSecret.create (empty .Values.storageSecret.namespaces) (empty .Values.storageSecret.perNamespace) }}
+{{- fail "storageSecret.create=true needs storageSecret.perNamespace (one key per namespace) or storageSecret.namespaces: list the namespaces where jobs reference the Secret" }}
+{{- end }}
+{{- if and .Values.storageSecret.create (gt (len .Values.storageSecret.namespaces) 1) (not .Values.storageSecret.shared) }}
+{{- fail "storageSecret.namespaces lists more than one namespace for one key: every tenant could read and overwrite the others' data. Give each namespace its own key in storageSecret.perNamespace, or set storageSecret.shared=true" }}
 {{- end }}
 {{- if gt (int .Values.replicaCount) 1 }}
 {{- fail "replicaCount must be 0 or 1: the operator runs one active replica (Recreate strategy, Kopf peering)" }}
@@ -79,7 +82,7 @@ Fail early on value combinations that cannot work, naming the value to change.
 {{- end }}
 
 {{- define "finetune-operator.storageSecretNamespaces" -}}
-{{- join "," (default .Values.operator.watchNamespaces .Values.storageSecret.namespaces) }}
+{{- join "," .Values.storageSecret.namespaces }}
 {{- end }}
 
 {{/*
