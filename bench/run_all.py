@@ -22,6 +22,7 @@ import traceback
 
 from bench import (
     docs_tables,
+    fsdp,
     operator_scale,
     peer_training_operator,
     recovery,
@@ -36,6 +37,7 @@ BENCHMARKS = {
     "recovery": recovery,
     "peer_training_operator": peer_training_operator,
     "sweep": sweep,
+    "fsdp": fsdp,
 }
 
 
