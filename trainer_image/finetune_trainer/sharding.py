@@ -295,6 +295,9 @@ def publishable_model(
         return trainer.model
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
+    if optimizer is not None:  # training is over: free Adam's shards before the full weights arrive
+        optimizer.state.clear()
     full = get_model_state_dict(
         trainer.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
     )
