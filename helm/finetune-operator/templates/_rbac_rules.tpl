@@ -31,7 +31,8 @@ status subresource, never spec or metadata), pod create or delete (the Job contr
 - apiGroups: ["finetune.dev"]
   resources: ["finetunejobs/finalizers", "finetuneschedules/finalizers", "finetunesweeps/finalizers"]
   verbs: ["update"]
-# One Indexed Job per attempt, watched through Kopf; deleted as a whole on a gang restart or suspension.
+# One Indexed Job per attempt, listed and watched with the managed-by label selector (the child
+# cache); deleted as a whole on a gang restart or suspension.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["list", "watch", "create", "delete"]
@@ -41,10 +42,11 @@ status subresource, never spec or metadata), pod create or delete (the Job contr
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "delete"]
-# The headless Service that gives rank 0 its stable DNS name (garbage-collected with the job).
+# The headless Service that gives rank 0 its stable DNS name (garbage-collected with the job);
+# listed and watched with the managed-by label selector (the child cache), recreated if deleted.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "create"]
+  verbs: ["list", "watch", "create"]
 # Worker pods are watched for phases, exit codes and termination messages; progress is then pulled
 # from rank 0's metrics port over HTTP (no Kubernetes API call).
 - apiGroups: [""]
