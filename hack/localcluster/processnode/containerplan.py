@@ -19,7 +19,7 @@ from localcluster.processnode.expansion import expand_all
 from localcluster.processnode.hostsfile import pod_hostname
 from localcluster.processnode.nodeobject import HOST_IP
 from localcluster.processnode.state import PodDirs
-from localcluster.processnode.volumes import container_mounts, prepare_volume
+from localcluster.processnode.volumes import container_mounts, prepare_volume, read_only_volumes
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,9 @@ def plan_launch(
         if working_dir:
             Path(working_dir).mkdir(parents=True, exist_ok=True)
         return LaunchPlan(argv=argv, env=full_env, cwd=working_dir or str(dirs.scratch))
-    mounts = container_mounts(container, volume_paths, termination_file)
+    mounts = container_mounts(
+        container, volume_paths, termination_file, read_only_volumes(spec.get("volumes") or [])
+    )
     sandbox = launcher.Sandbox(hostname, str(dirs.hosts_file), str(dirs.scratch))
     script = launcher.prologue(sandbox, mounts, working_dir)
     return LaunchPlan(argv=launcher.wrapped_argv(argv, script, True), env=full_env, cwd=str(dirs.scratch))

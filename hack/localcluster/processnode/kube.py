@@ -82,8 +82,19 @@ class Kube:
 
     # --- referenced objects -------------------------------------------------------------
     def get_object(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        read = self.core.read_namespaced_secret if kind == "Secret" else self.core.read_namespaced_config_map
+        """A Secret, ConfigMap or PersistentVolumeClaim of the namespace, or a PersistentVolume
+        (cluster-scoped: namespace ignored); None when it does not exist."""
+        namespaced = {
+            "Secret": self.core.read_namespaced_secret,
+            "ConfigMap": self.core.read_namespaced_config_map,
+            "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
+        }
         try:
+            if kind == "PersistentVolume":
+                return self._json(
+                    self.core.read_persistent_volume(name, _preload_content=False, _request_timeout=TIMEOUT)
+                )
+            read = namespaced[kind]
             return self._json(read(name, namespace, _preload_content=False, _request_timeout=TIMEOUT))
         except ApiException as error:
             if error.status == 404:

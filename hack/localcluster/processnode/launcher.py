@@ -7,8 +7,9 @@ so pods reach each other on their 127.x addresses. Inside, a small shell prologu
 
 - bind-mounts the pod's hosts file over /etc/hosts (libc-level pod DNS, see ``hostsfile``),
 - sets the hostname to the pod's hostname,
-- bind-mounts each emptyDir / hostPath volume at its mountPath (missing mount points are created
-  on the host as empty directories; that is the price of not having a root filesystem),
+- bind-mounts each volume at its mountPath, read-only where the pod says readOnly (missing mount
+  points are created on the host as empty directories; that is the price of not having a root
+  filesystem),
 - bind-mounts a per-container file at terminationMessagePath (default /dev/termination-log),
 - changes into workingDir (created when missing) or, without one, the pod's scratch directory,
 - then ``exec``s the command, so the container's main process keeps the pid we started.
@@ -43,6 +44,7 @@ class Mount:
     source: str
     target: str
     is_file: bool = False
+    read_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ def prologue(sandbox: Sandbox, mounts: list[Mount], working_dir: str) -> str:
         else:
             lines.append(f"mkdir -p {q(mount.target)}")
         lines.append(f"mount --bind {q(mount.source)} {q(mount.target)}")
+        if mount.read_only:  # a bind mount takes its own flags only on a remount
+            lines.append(f"mount -o remount,bind,ro {q(mount.target)}")
     workdir = working_dir or sandbox.scratch_dir
     lines.append(f"mkdir -p {q(workdir)} && cd {q(workdir)}")
     lines.append('exec "$@"')

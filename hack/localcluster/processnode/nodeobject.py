@@ -57,7 +57,10 @@ def node_spec() -> dict[str, Any]:
 def node_status(
     name: str, cpu: int, memory: int, now: str, since: str, kubelet_port: int = 0
 ) -> dict[str, Any]:
-    resources = {"cpu": str(cpu), "memory": str(memory), "pods": "110", "ephemeral-storage": "100Gi"}
+    # The process node enforces no storage limits (pods write to the host's disk), so it advertises
+    # as much ephemeral storage as the KWOK nodes: every trainer pod requests its scratch size
+    # (resources.ephemeralStorage), and a small figure here would make parallel tests unschedulable.
+    resources = {"cpu": str(cpu), "memory": str(memory), "pods": "110", "ephemeral-storage": "1Ti"}
     healthy = [
         ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
         ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
