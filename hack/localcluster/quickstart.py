@@ -17,6 +17,7 @@ import yaml
 from kubernetes import client
 
 from finetune_api.constants import GROUP, PLURAL, VERSION
+from localcluster import health
 from localcluster.config import S3_ACCESS_KEY, S3_SECRET_KEY, ClusterConfig
 from localcluster.seed import seed_quickstart
 
@@ -106,12 +107,19 @@ def worker_pods(core: client.CoreV1Api, namespace: str, name: str, attempt: int)
 def pod_log_lines(
     config: ClusterConfig, pod: client.V1Pod, container: str = "trainer"
 ) -> Iterator[dict[str, Any]]:
-    """The JSON log lines a process-node pod's container wrote (other lines are skipped)."""
-    directory = config.log_dir / f"{pod.metadata.namespace}_{pod.metadata.name}_{pod.metadata.uid}"
-    path = directory / f"{container}.log"
-    if not path.is_file():
-        return
-    for line in path.read_text(errors="replace").splitlines():
+    """The JSON log lines of a pod's container, read like `kubectl logs` does (other lines skipped).
+
+    Through the API server and the process node's kubelet log endpoint, so this works for a pod
+    on any node that serves logs; a pod whose log cannot be read (gone, not started) yields nothing.
+    """
+    with health.api_client(config) as api:
+        try:
+            text = client.CoreV1Api(api).read_namespaced_pod_log(
+                pod.metadata.name, pod.metadata.namespace, container=container
+            )
+        except client.ApiException:
+            return
+    for line in text.splitlines():
         start = line.find("{")
         if start < 0:
             continue
