@@ -211,10 +211,13 @@ def _missing_tool_error(step: BuildStep) -> RuntimeError:
     )
 
 
-def ensure_binaries(config: ClusterConfig) -> dict[str, float]:
-    """Build whatever is missing; return seconds spent per component built (empty on a warm cache)."""
+def ensure_binaries(config: ClusterConfig, only: tuple[str, ...] = ()) -> dict[str, float]:
+    """Build whatever is missing; return seconds spent per component built (empty on a warm cache).
+
+    ``only`` limits this to components whose name starts with one of its entries (e.g.
+    ``("prometheus",)`` for a test that needs only promtool)."""
     timings: dict[str, float] = {}
-    steps = build_steps(config)
+    steps = [step for step in build_steps(config) if not only or step.component.startswith(only)]
     for number, step in enumerate(steps, start=1):
         position = f"{number}/{len(steps)}"
         if step_is_current(step):
