@@ -18,7 +18,7 @@ def _add_cel_rules(schema: dict[str, Any], model: type[BaseModel]) -> None:
     """JSON-schema hook: the model's cross-field rules become x-kubernetes-validations in the CRD."""
     rules: tuple[Rule, ...] = getattr(model, "RULES", ())
     if rules:
-        schema["x-kubernetes-validations"] = [rule.to_crd() for rule in rules]
+        schema["x-kubernetes-validations"] = [rule.to_crd() for rule in rules if rule.cel is not None]
 
 
 class ApiModel(BaseModel):

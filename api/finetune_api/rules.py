@@ -22,13 +22,16 @@ class Rule:
 
     field: camelCase path of the offending field, relative to the model (e.g. "model.numLabels").
     message: what is wrong and what to do; shown after the field path.
-    cel: the same constraint as a CEL expression over `self` (the model's object).
+    cel: the same constraint as a CEL expression over `self` (the model's object), or None when CEL
+        cannot see a field it needs (the API server drops fields of untyped items, e.g. a list of
+        numbers, strings or booleans, from CEL's view): such a rule is checked only by the model,
+        so the controller refuses the object with the same message instead of `kubectl apply`.
     holds: the Python check over the validated model instance; True when the rule is satisfied.
     """
 
     field: str
     message: str
-    cel: str
+    cel: str | None
     holds: Callable[[Any], bool]
 
     def to_crd(self) -> dict[str, str]:

@@ -133,21 +133,25 @@ PARAMETER_RULES: tuple[Rule, ...] = (
         holds=lambda p: p.type != "int" or all(_is_integral(v) for v in (p.min, p.max, p.step)),
     ),
     Rule(
-        field="values",
-        message="a categorical parameter needs values (at least one) and no min, max, step or log",
-        cel=(
-            "self.type != 'categorical' || (has(self.values) && size(self.values) > 0 && "
-            "!has(self.min) && !has(self.max) && !has(self.step) && !self.log)"
-        ),
+        field="min",
+        message="a categorical parameter takes values, not min, max, step or log",
+        cel="self.type != 'categorical' || (!has(self.min) && !has(self.max) && !has(self.step) && !self.log)",
         holds=lambda p: (
-            p.type != "categorical"
-            or (bool(p.values) and p.min is None and p.max is None and p.step is None and not p.log)
+            p.type != "categorical" or (p.min is None and p.max is None and p.step is None and not p.log)
         ),
+    ),
+    # CEL cannot see `values` (its items are untyped: numbers, strings, booleans or lists), so the two
+    # rules about it are checked by the model only: the sweep controller refuses such a sweep.
+    Rule(
+        field="values",
+        message="a categorical parameter needs values (at least one)",
+        cel=None,
+        holds=lambda p: p.type != "categorical" or bool(p.values),
     ),
     Rule(
         field="values",
         message="values is only for categorical parameters; float and int parameters use min and max",
-        cel="self.type == 'categorical' || !has(self.values)",
+        cel=None,
         holds=lambda p: p.type == "categorical" or p.values is None,
     ),
     Rule(
