@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
-from localcluster import controlplane, health, kwok, pki, processes, s3
+from localcluster import controlplane, health, kueue, kwok, pki, processes, s3
 from localcluster.binaries import ensure_binaries
 from localcluster.config import (
     S3_ACCESS_KEY,
@@ -43,7 +43,11 @@ log = logging.getLogger(__name__)
 PROCESS_NODE_NAME = "local-0"
 PROCESS_NODE_MODULE = "localcluster.processnode"
 # Order of `down` (reverse dependency order); `status` lists them in start order.
-DAEMONS = ("etcd", "s3", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "processnode")
+# Kueue is started only on request (localcluster.kueue.ensure_kueue) but stopped with the rest.
+DAEMONS = (
+    "etcd", "s3", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "processnode",
+    "kueue",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -320,6 +324,7 @@ def status(config: ClusterConfig) -> dict[str, dict[str, object]]:
         "kube-scheduler": health.scheduler_healthy,
         "kwok": health.kwok_healthy,
         "processnode": _process_node_healthy,
+        "kueue": kueue.healthy,
     }
     report: dict[str, dict[str, object]] = {}
     for name in DAEMONS:
