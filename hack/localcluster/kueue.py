@@ -15,9 +15,10 @@ How it runs here, without a registry or in-cluster Services:
 - Kueue runs with the admin kubeconfig, no leader election, only the ``batch/job`` integration, and
   metrics/health on 127.0.0.1 ports of the cluster's block.
 
-`up(with_kueue=True)` (``python -m localcluster up --kueue``) or :func:`ensure_kueue` starts it; it is
-not part of the default `up` because it adds its start-up time to every cluster start (see
-docs/local-cluster.md for the measurement).
+:func:`ensure_kueue` installs and starts it on a running cluster (measured: about 5 s until ready
+and the queues accepted, CRDs already present); `down` stops it with the rest. It is not started
+by the default `up`: its webhooks (failurePolicy Fail) would then sit in front of every Job of
+every test.
 """
 
 from __future__ import annotations
