@@ -129,8 +129,8 @@ class Ports:
 
     @property
     def process_node_kubelet(self) -> int:
-        """The process node's kubelet endpoint (container logs for `kubectl logs`)."""
-        return self.process_node_first
+        """The process node's kubelet endpoint (container logs for `kubectl logs`), in its block."""
+        return self.process_node_first + 1
 
     @property
     def kueue_webhook(self) -> int:
