@@ -70,6 +70,20 @@ def trim(obj: dict[str, Any]) -> dict[str, Any]:
     return trimmed
 
 
+IGNORED_METADATA = frozenset({"resourceVersion", "annotations", "generation", "managedFields"})
+
+
+def significant(obj: dict[str, Any]) -> dict[str, Any]:
+    """What a change must touch to be worth a pass: status, the kept spec, labels, deletion.
+
+    A resourceVersion bump alone (a relist, a no-op update) or an annotation change (our pods'
+    annotations are set at creation and never read after) queues nothing. The stored object is
+    still replaced, so a pass always reads the newest one.
+    """
+    metadata = obj.get("metadata") or {}
+    return {**obj, "metadata": {k: v for k, v in metadata.items() if k not in IGNORED_METADATA}}
+
+
 def owner_key(obj: dict[str, Any]) -> Key | None:
     """The FineTuneJob an object belongs to, from its finetune.dev/job-name label."""
     metadata = obj.get("metadata") or {}
@@ -290,7 +304,8 @@ class Informer:
         owner = owner_key(obj)
         if owner is not None:
             self._by_owner.setdefault(owner, set()).add(ref)
-            self.on_change(owner)
+            if previous is None or significant(previous) != significant(obj):
+                self.on_change(owner)
 
     def _delete(self, ref: tuple[str, str]) -> None:
         previous = self._objects.pop(ref, None)

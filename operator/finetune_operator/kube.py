@@ -33,6 +33,26 @@ REQUEST_TIMEOUT_SECONDS = 30.0
 TIMEOUT = {"_request_timeout": REQUEST_TIMEOUT_SECONDS}
 
 
+async def raw(call: Any, *args: Any, **kwargs: Any) -> bytes:
+    """One API call whose answer we do not need as a client model: its body as bytes.
+
+    kubernetes_asyncio turns every answer into generated model objects, which costs more CPU than
+    the request itself at a thousand jobs (a created Job comes back whole, pod template included).
+    With `_preload_content=False` the client neither parses nor checks the status: done here, with
+    the same ApiException (status, reason, body) the parsed path raises.
+    """
+    response = await call(*args, **kwargs, _preload_content=False, **TIMEOUT)
+    try:
+        body = await response.read()
+    finally:
+        response.release()
+    if response.status >= 400:
+        error = ApiException(status=response.status, reason=response.reason)
+        error.body = body.decode(errors="replace")
+        raise error
+    return body
+
+
 class Conflict(Exception):
     """The object changed since it was read (HTTP 409 on a resourceVersion-guarded write)."""
 
@@ -157,14 +177,14 @@ class Kube:
 
     async def delete_config_map(self, namespace: str, name: str) -> None:
         try:
-            await self.core.delete_namespaced_config_map(name, namespace, **TIMEOUT)
+            await raw(self.core.delete_namespaced_config_map, name, namespace)
         except ApiException as error:
             if error.status != 404:
                 raise
 
     async def _create(self, method: Any, manifest: dict[str, Any]) -> bool:
         try:
-            await method(manifest["metadata"]["namespace"], manifest, **TIMEOUT)
+            await raw(method, manifest["metadata"]["namespace"], manifest)
         except ApiException as error:
             if error.status == 409:
                 return False
@@ -175,8 +195,11 @@ class Kube:
         """Foreground: the Job stays (with a deletionTimestamp) until its pods are gone, so its
         absence proves the attempt's pods have finished their grace period."""
         try:
-            await self.batch.delete_namespaced_job(
-                name, namespace, body=client.V1DeleteOptions(propagation_policy="Foreground"), **TIMEOUT
+            await raw(
+                self.batch.delete_namespaced_job,
+                name,
+                namespace,
+                body=client.V1DeleteOptions(propagation_policy="Foreground"),
             )
         except ApiException as error:
             if error.status != 404:
@@ -212,7 +235,7 @@ class Kube:
             "count": 1,
         }
         try:
-            await self.core.create_namespaced_event(metadata["namespace"], body, **TIMEOUT)
+            await raw(self.core.create_namespaced_event, metadata["namespace"], body)
         except ApiException as error:  # events are best effort: never fail a pass for one
             logger.warning("could not post event %s: %s", reason, error.reason)
 

@@ -118,3 +118,17 @@ def test_expectations_hold_until_the_cache_shows_the_child_or_the_ttl_ends():
     clock.now += 31  # a lost event never blocks a job for good
     assert expectations.unmet(KEY, lookup) == []
     assert len(expectations) == 0
+
+
+def test_an_annotation_or_version_only_change_queues_no_pass():
+    changes = Recorder()
+    cache = informer(changes)
+    scope = cache.scopes[0]
+    cache._apply(scope, {"type": "ADDED", "object": pod("p-0", "2")})
+    annotated = pod("p-0", "3")
+    annotated["metadata"]["annotations"] = {"localcluster.finetune.dev/succeed": "true"}
+    cache._apply(scope, {"type": "MODIFIED", "object": annotated})
+    assert changes.keys == [KEY]
+    assert cache.get(*("team-a", "p-0"))["metadata"]["resourceVersion"] == "3"  # still the newest
+    cache._apply(scope, {"type": "MODIFIED", "object": pod("p-0", "4", phase="Running")})
+    assert changes.keys == [KEY, KEY]

@@ -62,6 +62,9 @@ logger = logging.getLogger("finetune_operator")
 
 __all__ = ["Controller", "group_by_attempt", "rank0_pod_ip"]
 
+CHILD_EVENT_BATCH_SECONDS = 0.5
+"""A child's event queues its job this much later, so a burst (a gang's pods starting or ending
+together, the Job's status following) costs one pass, as the Job controller's sync batch does."""
 EXPECTATION_RECHECK_SECONDS = 5.0
 """A pass held by an unmet expectation looks again after this long even if no event comes."""
 NOT_SYNCED_RECHECK_SECONDS = 1.0
@@ -124,7 +127,7 @@ class Controller:
         self.poller = ProgressPoller(
             settings.progress_interval_seconds, settings.progress_max_backoff_seconds
         )
-        self.children = ChildCache(kube, settings.namespaces, self.enqueue)
+        self.children = ChildCache(kube, settings.namespaces, self._child_changed)
         self.expectations = Expectations()
         self._bodies: dict[Key, dict[str, Any]] = {}
         """FineTuneJobs as last delivered by the watch or returned by our own status write."""
@@ -157,6 +160,9 @@ class Controller:
 
     def enqueue(self, key: Key) -> None:
         self.pool.add(key)
+
+    def _child_changed(self, key: Key) -> None:
+        self.pool.queue.add_after(key, CHILD_EVENT_BATCH_SECONDS)
 
     def forget(self, key: Key) -> None:
         self.pool.forget(key)
