@@ -229,3 +229,37 @@ def test_a_dataset_read_error_is_exit_78_only_when_permanent(exc, permanent):
     unavailable = StorageUnavailable("read s3://b/train.jsonl", 5, 600, exc)
     if not permanent:
         assert read_error("spec.dataset.train", "s3://b/train.jsonl", unavailable) is unavailable
+
+
+def test_obstore_errors():
+    import obstore.exceptions as obstore_errors
+
+    assert classify(obstore_errors.GenericError("PUT failed after 3 retries: error sending request")) is (
+        Fault.TRANSIENT
+    )
+    assert classify(obstore_errors.NotFoundError("no such key")) is Fault.NOT_FOUND
+    assert classify(obstore_errors.PermissionDeniedError("denied")) is Fault.DENIED
+    assert classify(obstore_errors.UnauthenticatedError("bad key")) is Fault.DENIED
+    assert classify(obstore_errors.InvalidPathError("bad path")) is Fault.INVALID
+
+
+def test_obstore_options_follow_the_s3fs_environment():
+    from finetune_trainer.objstore import split_s3_uri, store_options
+
+    env = {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:26410",
+        "AWS_ACCESS_KEY_ID": "key",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_REGION": "eu-west-1",
+    }
+    assert store_options(env) == {
+        "endpoint": "http://127.0.0.1:26410",
+        "virtual_hosted_style_request": False,
+        "access_key_id": "key",
+        "secret_access_key": "secret",
+        "region": "eu-west-1",
+    }
+    assert store_options({}) == {"region": "us-east-1"}
+    assert split_s3_uri("s3://bucket/a/b/c.pt") == ("bucket", "a/b/c.pt")
+    with pytest.raises(ValueError, match="no bucket or no key"):
+        split_s3_uri("s3://bucket")

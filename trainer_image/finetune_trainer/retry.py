@@ -124,6 +124,20 @@ _TRANSIENT_CLASSES = {
 }
 _DENIED_CLASSES = {"NoCredentialsError", "PartialCredentialsError"}
 
+# obstore's exception classes (obstore.exceptions, matched only for that module). GenericError is
+# what object_store reports once its own short retries of a connection error, timeout or 5xx are
+# spent (objstore.py keeps them short): transient.
+_OBSTORE_FAULTS = {
+    "NotFoundError": Fault.NOT_FOUND,
+    "PermissionDeniedError": Fault.DENIED,
+    "UnauthenticatedError": Fault.DENIED,
+    "InvalidPathError": Fault.INVALID,
+    "UnknownConfigurationKeyError": Fault.INVALID,
+    "NotSupportedError": Fault.INVALID,
+    "GenericError": Fault.TRANSIENT,
+    "JoinError": Fault.TRANSIENT,
+}
+
 _TRANSIENT_ERRNOS = {
     errno.EBUSY,
     errno.EAGAIN,
@@ -194,6 +208,10 @@ def _protocol_evidence(exc: BaseException) -> Fault | None:
 
 def _type_evidence(exc: BaseException) -> Fault | None:
     names = _class_names(exc)
+    if type(exc).__module__.startswith("obstore"):
+        for name in type(exc).__mro__:
+            if name.__name__ in _OBSTORE_FAULTS:
+                return _OBSTORE_FAULTS[name.__name__]
     if names & _TRANSIENT_CLASSES:
         return Fault.TRANSIENT
     if names & _DENIED_CLASSES:

@@ -25,6 +25,9 @@ from urllib.parse import urlparse
 
 import fsspec
 
+from finetune_api import contract
+
+from . import objstore
 from .errors import ConfigError
 from .retry import call_with_retries
 
@@ -34,7 +37,8 @@ _CHUNK = 4 * 1024 * 1024
 
 
 def pvc_root() -> str:
-    return os.environ.get("FINETUNE_PVC_ROOT", "/mnt/pvc")
+    """Where the operator mounts the claims (``$FINETUNE_PVC_ROOT``, default /mnt/pvc)."""
+    return os.environ.get(contract.ENV_PVC_ROOT, contract.DEFAULT_PVC_ROOT)
 
 
 def scheme_of(uri: str) -> str:
@@ -62,9 +66,14 @@ def _s3_options() -> dict[str, Any]:
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
     # Other ranks and attempts write the same prefixes: never answer from a stale listing.
     options: dict[str, Any] = {"use_listings_cache": False}
+    # No SHA-256 of every request body for the signature (botocore otherwise hashes each upload
+    # once more on plain-http endpoints): the CRC32 checksum header still guards the transfer, and
+    # checkpoint files carry their own sha256 in the manifest, verified on resume.
+    s3_config: dict[str, Any] = {"payload_signing_enabled": False}
     if endpoint:
         options["client_kwargs"] = {"endpoint_url": endpoint}
-        options["config_kwargs"] = {"s3": {"addressing_style": "path"}}
+        s3_config["addressing_style"] = "path"
+    options["config_kwargs"] = {"s3": s3_config}
     return options
 
 
@@ -190,16 +199,17 @@ def upload_file(
 ) -> int:
     """Copy one local file to a URI; returns the number of bytes.
 
-    On S3, a file of at least two ``part_size`` parts goes up as a multipart upload with
-    ``part_concurrency`` parts in flight (s3fs's own default is one 50 MiB part at a time); the
+    With ``part_size`` on S3 the file goes through obstore (objstore.py): a file larger than one
+    part becomes a multipart upload with ``part_concurrency`` parts in flight, off the GIL; the
     object appears whole or not at all either way.
     """
-    fs, path = filesystem(uri)
     size = os.path.getsize(local_path)
-    options: dict[str, Any] = {}
     if scheme_of(uri) == "s3" and part_size:
-        options = {"chunksize": part_size, "max_concurrency": part_concurrency or 1}
-    call_with_retries(lambda: fs.put_file(str(local_path), path, **options), f"upload {uri}")
+        concurrency = part_concurrency or 1
+        call_with_retries(lambda: objstore.put_file(local_path, uri, part_size, concurrency), f"upload {uri}")
+        return size
+    fs, path = filesystem(uri)
+    call_with_retries(lambda: fs.put_file(str(local_path), path), f"upload {uri}")
     return size
 
 
