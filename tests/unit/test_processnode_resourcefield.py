@@ -33,6 +33,7 @@ def test_quantities(text, value):
         ({"limits": {"cpu": "1"}}, "limits.cpu", None, "1"),
         ({"limits": {"cpu": "500m"}}, "limits.cpu", None, "1"),  # rounded up, never 0
         ({"limits": {"cpu": "2500m"}}, "limits.cpu", "1", "3"),
+        ({"limits": {"cpu": "2"}}, "limits.cpu", "0", "2"),  # the API server's stored "unset" divisor
         ({"limits": {"cpu": "2"}}, "limits.cpu", "1m", "2000"),
         ({}, "limits.cpu", None, "16"),  # no limit: the node's allocatable CPUs
         ({"requests": {"memory": "1Gi"}}, "requests.memory", "1Mi", "1024"),

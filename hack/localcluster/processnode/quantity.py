@@ -50,7 +50,9 @@ def resource_field_value(
         amount = allocatable.get(name)
     value = parse_quantity(amount) if amount is not None else Decimal(0)
     unit = parse_quantity(divisor or "1")
-    if unit <= 0:
+    if unit == 0:  # the API server stores an unset divisor as "0"; the kubelet reads it as 1
+        unit = Decimal(1)
+    if unit < 0:
         raise QuantityError(f"divisor {divisor!r} must be positive")
     if name == "cpu":  # the kubelet divides millicores by millicores
         return str(math.ceil((value * 1000).to_integral_value(rounding="ROUND_CEILING") / (unit * 1000)))
