@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv lock lint fmt crds cluster-up cluster-down cluster-build cluster-status test test-unit demo bench clean
+.PHONY: help venv lock lint fmt crds cluster-up cluster-down cluster-build cluster-status test test-unit demo bench faults clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ demo: venv  ## the whole loop: cluster, S3, operator, a real 2-worker fine-tunin
 
 bench: venv  ## benchmarks; JSON under bench/results/
 	$(PY) bench/run_all.py
+
+faults: venv  ## the seeded fault campaign (worker kills, S3 outages): JSON to stdout and bench/results/faults.json; docs/reliability.md
+	$(PY) bench/faults.py
 
 clean: cluster-down  ## remove .venv and local cluster state
 	rm -rf $(VENV) .cluster

@@ -21,6 +21,7 @@ import argparse
 import traceback
 
 from bench import (
+    checkpoint_upload,
     docs_tables,
     fsdp,
     operator_scale,
@@ -38,6 +39,7 @@ BENCHMARKS = {
     "peer_training_operator": peer_training_operator,
     "sweep": sweep,
     "fsdp": fsdp,
+    "checkpoint_upload": checkpoint_upload,
 }
 
 

@@ -1,0 +1,241 @@
+"""Checkpoint upload speed: the trainer's upload against a local-disk copy, and what it costs a step.
+
+Why these floors: a checkpoint upload cannot beat copying the same bytes on local disk, so
+upload MiB/s over copy MiB/s says how much of the machine's I/O the upload path uses (goal >= 0.8);
+and the upload runs beside training, so a training step's time while it runs over a step's time
+without it says what the upload steals from training (goal <= 1.05).
+
+What runs, in one process, against a private SeaweedFS (tests/integration/private_s3.py: the
+cluster's S3 binary and flags, its own port block, so nothing else on the machine is disturbed):
+
+- a checkpoint of the shape trainer_overhead.py's model writes (BERT hidden 256, 4 layers: 8.4 MiB
+  of weights, 16.8 MiB of optimizer state and small files), random bytes, scaled by ``--scale``;
+- ``localCopy``: ``shutil.copytree`` plus ``os.sync``;
+- ``sequential``: the upload path before this change (hash, then one PUT per file, in turn);
+- ``manager``: ``CheckpointManager.submit`` → commit (files, part, fence check, manifest), timed
+  by the manager itself (upload start → commit);
+- step ratio: a small torch model's optimizer steps on the main thread (one intra-op thread) while
+  each upload runs in the background, against the same steps with nothing running.
+
+Rounds alternate the variants to spread the machine's noise; medians are reported.
+
+Usage: python bench/checkpoint_upload.py [--rounds 5] [--scale 1.0]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import hashlib
+import os
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from bench import report, stats
+
+# (file name, MiB) of the bench model's HF checkpoint.
+CHECKPOINT_SHAPE = (
+    ("model.safetensors", 8.4),
+    ("optimizer.pt", 16.8),
+    ("scheduler.pt", 0.001),
+    ("rng_state.pth", 0.014),
+    ("trainer_state.json", 0.001),
+    ("training_args.bin", 0.005),
+)
+
+
+def write_checkpoint(directory: Path, scale: float) -> int:
+    directory.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for name, mib in CHECKPOINT_SHAPE:
+        size = max(int(mib * scale * 2**20), 64)
+        (directory / name).write_bytes(os.urandom(size))
+        total += size
+    return total
+
+
+def local_copy_seconds(source: Path, work: Path) -> float:
+    target = work / f"copy-{uuid.uuid4().hex[:6]}"
+    started = time.monotonic()
+    shutil.copytree(source, target)
+    os.sync()
+    elapsed = time.monotonic() - started
+    shutil.rmtree(target, ignore_errors=True)
+    return elapsed
+
+
+def sequential_upload_seconds(source: Path, uri: str) -> float:
+    """The upload path before concurrency: hash a file, PUT it, next file."""
+    import fsspec
+
+    from finetune_trainer import storage
+
+    # The client options of that time: payload signing on (the default over plain http).
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    fs = fsspec.filesystem(
+        "s3",
+        use_listings_cache=False,
+        client_kwargs={"endpoint_url": endpoint},
+        config_kwargs={"s3": {"addressing_style": "path"}},
+        skip_instance_cache=True,
+    )
+    started = time.monotonic()
+    for rel, path in storage.walk_files(source):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert digest
+        fs.put_file(str(path), f"{uri.removeprefix('s3://')}/{rel}")
+    return time.monotonic() - started
+
+
+def manager_upload_seconds(source: Path, uri: str, step: int) -> float:
+    """Our trainer's path: CheckpointManager from submit to commit (it removes the local copy)."""
+    from finetune_trainer.checkpoints import CheckpointManager
+    from finetune_trainer.distributed import WorldInfo
+
+    staged = source.parent / f"checkpoint-{step}"
+    shutil.copytree(source, staged)
+    manager = CheckpointManager(uri, 1, WorldInfo(0, 0, 1), "bench", {}, "bench", attempt=1)
+    manager.submit(staged, step, epoch=0.0)
+    manager.wait(600)
+    assert manager.last_commit is not None
+    return manager.last_commit.upload_seconds
+
+
+class StepLoop:
+    """Optimizer steps of a small torch MLP on the calling thread (the training thread's stand-in)."""
+
+    def __init__(self) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        self.torch = torch
+        self.model = torch.nn.Sequential(*[torch.nn.Linear(128, 128) for _ in range(6)])
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
+        self.batch = torch.randn(16, 128)
+
+    def step(self) -> float:
+        started = time.perf_counter()
+        self.optimizer.zero_grad()
+        self.model(self.batch).pow(2).mean().backward()
+        self.optimizer.step()
+        return time.perf_counter() - started
+
+    def alone(self, count: int = 200) -> float:
+        return statistics.median(self.step() for _ in range(count))
+
+    def beside(self, work: Callable[[], float]) -> tuple[float, float]:
+        """(median step seconds while ``work`` runs in a thread, the work's own result)."""
+        done = threading.Event()
+        result: list[float] = []
+
+        def background() -> None:
+            try:
+                result.append(work())
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=background, daemon=True)
+        thread.start()
+        times = []
+        while not done.is_set():
+            times.append(self.step())
+        thread.join()
+        if not result:
+            raise RuntimeError("the background upload failed; see the log above")
+        return statistics.median(times), result[0]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--scale", type=float, default=1.0, help="checkpoint size factor (1.0: 25 MiB)")
+    args = parser.parse_args(argv)
+
+    from tests.integration.private_s3 import PrivateS3
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ckpt-upload-"))
+    server = PrivateS3(work / "s3")
+    try:
+        report.progress(f"starting a private S3 at {server.endpoint}")
+        server.start()
+        os.environ.update(server.env())
+        source = work / "local" / "source"
+        size = write_checkpoint(source, args.scale)
+        mib = size / 2**20
+        base = f"s3://{server.bucket}/bench-upload/{uuid.uuid4().hex[:8]}"
+        loop = StepLoop()
+        copy_s, seq_s, ours_s = [], [], []
+        step_alone, step_seq, step_ours = [], [], []
+        for round_ in range(args.rounds):
+            report.progress(f"round {round_ + 1}/{args.rounds} ({mib:.1f} MiB)")
+            copy_s.append(local_copy_seconds(source, work / "local"))
+            step_alone.append(loop.alone())
+            during, seconds = loop.beside(
+                lambda r=round_: sequential_upload_seconds(source, f"{base}/seq-{r}")
+            )
+            step_seq.append(during)
+            seq_s.append(seconds)
+            during, seconds = loop.beside(
+                lambda r=round_: manager_upload_seconds(source, f"{base}/ours", r + 1)
+            )
+            step_ours.append(during)
+            ours_s.append(seconds)
+            step_alone.append(loop.alone())
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    def rate(seconds: list[float]) -> float:
+        return round(mib / statistics.median(seconds), 1)
+
+    alone = statistics.median(step_alone)
+    result = {
+        "checkpointMiB": round(mib, 1),
+        "rounds": args.rounds,
+        "localCopyMiBPerSecond": rate(copy_s),
+        "sequentialUploadMiBPerSecond": rate(seq_s),
+        "uploadMiBPerSecond": rate(ours_s),
+        "ratioUploadOverLocalCopy": stats.ratio(rate(ours_s), rate(copy_s), 3),
+        "ratioSequentialOverLocalCopy": stats.ratio(rate(seq_s), rate(copy_s), 3),
+        "stepSecondsAlone": round(alone, 6),
+        "stepSecondsWhileUploading": round(statistics.median(step_ours), 6),
+        "stepSecondsWhileSequentialUpload": round(statistics.median(step_seq), 6),
+        "ratioStepWhileUploading": stats.ratio(statistics.median(step_ours), alone, 3),
+        "ratioStepWhileSequentialUpload": stats.ratio(statistics.median(step_seq), alone, 3),
+        "machineLoadAverage1m": round(os.getloadavg()[0], 2),
+    }
+    return result
+
+
+def summary_table(result: dict[str, Any]) -> str:
+    r = result
+    rows = [
+        ["local-disk copy MiB/s (floor)", r["localCopyMiBPerSecond"], ""],
+        ["upload MiB/s, before", r["sequentialUploadMiBPerSecond"], r["ratioSequentialOverLocalCopy"]],
+        ["upload MiB/s, now", r["uploadMiBPerSecond"], r["ratioUploadOverLocalCopy"]],
+        ["step s alone", r["stepSecondsAlone"], ""],
+        [
+            "step s while uploading, before",
+            r["stepSecondsWhileSequentialUpload"],
+            r["ratioStepWhileSequentialUpload"],
+        ],
+        ["step s while uploading, now", r["stepSecondsWhileUploading"], r["ratioStepWhileUploading"]],
+    ]
+    return report.table(["checkpoint upload", "value", "ratio"], rows)
+
+
+if __name__ == "__main__":
+    outcome = main()
+    report.emit("checkpoint_upload", outcome, summary_table(outcome))
