@@ -185,7 +185,7 @@ def test_the_trainer_rides_out_s3_outages_while_reading_data_and_uploading(tmp_p
     private_s3.stop()
     trainer = start_trainer(write_config(tmp_path / "spec.json", spec), env, log)
     try:
-        wait_until(lambda: trainer.poll() is not None or retries_logged(log, "look up"), 120, "a read retry")
+        wait_until(lambda: trainer.poll() is not None or retries_logged(log, "look up"), 300, "a read retry")
         assert trainer.poll() is None, log.read_text()[-3000:]
         private_s3.start()
 
@@ -197,12 +197,12 @@ def test_the_trainer_rides_out_s3_outages_while_reading_data_and_uploading(tmp_p
             return any(r.get("msg") == "train log" and r.get("step", 0) >= step for r in log_records(log))
 
         # Killed after step 8: the first commit (step 5) is done, the save of step 10 is to come.
-        wait_until(lambda: trainer.poll() is not None or (committed() and trained_past(8)), 240, "step 8")
+        wait_until(lambda: trainer.poll() is not None or (committed() and trained_past(8)), 300, "step 8")
         before = retry_count(log)
         private_s3.kill()
         # The checkpoint work in flight (upload, part, manifest, retention) meets the dead store.
         wait_until(
-            lambda: trainer.poll() is not None or retry_count(log) > before, 120, "a retry after the kill"
+            lambda: trainer.poll() is not None or retry_count(log) > before, 300, "a retry after the kill"
         )
         assert trainer.poll() is None, log.read_text()[-3000:]
         private_s3.start()
@@ -216,9 +216,9 @@ def test_the_trainer_rides_out_s3_outages_while_reading_data_and_uploading(tmp_p
     assert not any(r.get("msg") == "invalid configuration or data" for r in records)
     steps = [r["checkpoint_step"] for r in records if r.get("msg") == "checkpoint committed"]
     assert steps and steps[-1] == 40
+    # Every checkpoint that exists verifies (digests after download); retention kept the newest two.
     checker = manager(f"{prefix}/ckpt", attempt=99)
-    for step, manifest, reason in checker.candidates():
-        if manifest is not None:
-            checker.fetch(step, tmp_path / "verify")  # raises ManifestError on any digest mismatch
-        else:
-            assert step not in steps, f"checkpoint-{step} was logged committed but does not verify: {reason}"
+    verified = [step for step, manifest, _ in checker.candidates() if manifest is not None]
+    assert verified == [40, 35]
+    for step in verified:
+        checker.fetch(step, tmp_path / "verify")  # raises ManifestError on any digest mismatch
