@@ -128,3 +128,29 @@ ENV_TERMINATION_LOG: Final = "FINETUNE_TERMINATION_LOG"
 ENV_CPU_LIMIT: Final = "FINETUNE_CPU_LIMIT"
 """The container's CPU limit (downward API resourceFieldRef limits.cpu, whole CPUs): sizes the
 trainer's thread pools."""
+
+# ---------------------------------------------------------------------------------------------
+# The worker's filesystem: scratch space and mounted PersistentVolumeClaims
+
+SCRATCH_DIR: Final = "/scratch"
+"""Mount path of the worker's scratch emptyDir (sized by spec.resources.ephemeralStorage)."""
+ENV_WORK_DIR: Final = "FINETUNE_WORK_DIR"
+"""The trainer's local work directory: model download, HF checkpoints, output staging."""
+SCRATCH_ENV: Final = {
+    ENV_WORK_DIR: f"{SCRATCH_DIR}/work",
+    "HF_HOME": f"{SCRATCH_DIR}/hf",
+    "TMPDIR": SCRATCH_DIR,
+}
+"""What the operator points into the scratch volume, so nothing large lands in the image's
+writable layer (which the image's own defaults under /tmp would use)."""
+ENV_PVC_ROOT: Final = "FINETUNE_PVC_ROOT"
+DEFAULT_PVC_ROOT: Final = "/mnt/pvc"
+"""``pvc://<claim>/<path>`` is ``$FINETUNE_PVC_ROOT/<claim>/<path>``: the operator mounts every
+claim the spec's URIs name at ``<root>/<claim>``."""
+
+
+def pvc_claim(uri: str) -> str | None:
+    """The PersistentVolumeClaim a ``pvc://<claim>/<path>`` URI names (None for other schemes)."""
+    if not uri.startswith("pvc://"):
+        return None
+    return uri[len("pvc://") :].strip("/").split("/", 1)[0] or None

@@ -25,7 +25,12 @@ reads exactly this spec.
   (plus `spec.model.numLabels` for `sequence-classification`, and `spec.storage.secretRef` when a URI
   uses s3://, gs:// or az://). Everything else has a default that works on a CPU and scales to GPUs.
 - **URIs** accept the schemes {", ".join(f"`{s}://`" for s in URI_SCHEMES)}. `pvc://<claim>/<path>`
-  is a path on a PersistentVolumeClaim, `hf://<org>/<name>` a model on the Hugging Face Hub.
+  is a path on a PersistentVolumeClaim of the job's namespace, `hf://<org>/<name>` a model on the
+  Hugging Face Hub. Every claim a URI names is mounted into each worker at `/mnt/pvc/<claim>`
+  (read-only when only the model or data are read from it); the claim must exist and be bound. With
+  more than one worker, every worker mounts it: claims holding `checkpoint.uri` or `output.uri` need
+  access mode ReadWriteMany (all ranks write checkpoint files), claims only read need ReadOnlyMany or
+  ReadWriteMany, unless all workers land on one node.
 - **Immutable:** once created, the spec cannot change except `runPolicy.suspend`,
   `runPolicy.activeDeadlineSeconds` and `runPolicy.ttlSecondsAfterFinished`; delete and recreate the
   job to change anything else.

@@ -22,9 +22,28 @@ def uri_scheme(uri: str) -> str:
     return uri.split("://", 1)[0]
 
 
+# pvc://<claim>/<path>: the claim becomes a pod volume, so it must be a valid PVC name (DNS subdomain).
+_CLAIM = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+PVC_URI_MESSAGE = (
+    "a pvc:// URI must be pvc://<claim>/<path> where <claim> is the name of a PersistentVolumeClaim "
+    "in the job's namespace (lowercase letters, digits, '-' and '.') and <path> has no '..' segment"
+)
+_PVC_URI_RE = re.compile(rf"^pvc://{_CLAIM}(/.*)?$")
+_PARENT_SEGMENT = r"/\.\.(/|$)"
+PVC_URI_CEL = (
+    "!self.startsWith('pvc://') || (self.matches('^pvc://"
+    + _CLAIM.replace("\\", "\\\\")
+    + "(/.*)?$') && !self.matches('"
+    + _PARENT_SEGMENT.replace("\\", "\\\\")
+    + "'))"
+)
+
+
 def _check_uri(value: str) -> str:
     if not _URI_RE.match(value):
         raise ValueError(f"{URI_MESSAGE}; got {value!r}")
+    if value.startswith("pvc://") and (not _PVC_URI_RE.match(value) or re.search(_PARENT_SEGMENT, value)):
+        raise ValueError(f"{PVC_URI_MESSAGE}; got {value!r}")
     return value
 
 
@@ -34,7 +53,12 @@ StorageUri = Annotated[
     Field(
         min_length=1,
         max_length=URI_MAX_LENGTH,
-        json_schema_extra={"x-kubernetes-validations": [{"rule": URI_CEL, "message": URI_MESSAGE}]},
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": URI_CEL, "message": URI_MESSAGE},
+                {"rule": PVC_URI_CEL, "message": PVC_URI_MESSAGE},
+            ]
+        },
     ),
 ]
 

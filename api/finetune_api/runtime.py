@@ -5,6 +5,7 @@ trainer's storage I/O. Names follow the Kubernetes API where one exists (nodeSel
 affinity, priorityClassName, activeDeadlineSeconds, ttlSecondsAfterFinished, suspend).
 """
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -50,8 +51,28 @@ class Toleration(ApiModel):
     )
 
 
+def _positive_quantity(text: str) -> bool:
+    """A quantity (already checked against QUANTITY_PATTERN) is above zero: its sign and mantissa
+    decide, the suffix or exponent only scales it."""
+    mantissa = re.match(r"^[+-]?(\d+(\.\d*)?|\.\d+)", text)
+    return not text.startswith("-") and mantissa is not None and float(mantissa.group(1)) > 0
+
+
 class Resources(ApiModel):
     """The gang of workers: how many, what each gets, and where they may run."""
+
+    RULES = (
+        Rule(
+            field="ephemeralStorage",
+            message="must be greater than zero, e.g. 50Gi: it sizes each worker's scratch space",
+            # has(): the API server checks the section's own `default: {}` before nested defaults apply.
+            cel=(
+                "!has(self.ephemeralStorage) || "
+                "quantity(string(self.ephemeralStorage)).isGreaterThan(quantity('0'))"
+            ),
+            holds=lambda r: _positive_quantity(r.ephemeral_storage),
+        ),
+    )
 
     workers: int = Field(
         default=1,
@@ -76,6 +97,16 @@ class Resources(ApiModel):
     )
     memory: Quantity | None = Field(
         default=None, description="Memory request and limit per worker, e.g. 200Gi."
+    )
+    ephemeral_storage: Quantity = Field(
+        default="50Gi",
+        description=(
+            "Scratch space per worker: the size limit of the emptyDir mounted at /scratch, where the "
+            "trainer downloads the model and stages checkpoints and the output (FINETUNE_WORK_DIR, "
+            "HF_HOME and TMPDIR point there), and the worker container's ephemeral-storage request and "
+            "limit. Size it for the model, a checkpoint and the output together. A worker that writes "
+            "more is evicted by the kubelet, which counts as a failure against runPolicy.maxRestarts."
+        ),
     )
     node_selector: dict[LabelKey, LabelValue] = Field(
         default_factory=dict,
@@ -108,7 +139,8 @@ class Checkpoint(ApiModel):
         default=None,
         description=(
             "Directory for checkpoints (<uri>/checkpoint-<step>/ plus a manifest written last). Absent: "
-            "<output.uri>/checkpoints. hf:// is refused."
+            "<output.uri>/checkpoints. hf:// is refused. On pvc:// with more than one worker the claim "
+            "must be ReadWriteMany: every rank writes its own files."
         ),
     )
     every_steps: int = Field(
@@ -132,7 +164,11 @@ class Output(ApiModel):
     """Where the final model goes and in which form."""
 
     uri: StorageUri = Field(
-        description="Directory the final model is written to (HF save_pretrained layout)."
+        description=(
+            "Directory the final model is written to (HF save_pretrained layout). pvc://<claim>/<path> "
+            "writes to a PersistentVolumeClaim mounted read-write into every worker (ReadWriteMany when "
+            "there is more than one worker)."
+        )
     )
     merge_lora: bool = Field(
         default=True,

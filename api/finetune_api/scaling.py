@@ -38,9 +38,10 @@ class Distribution(ApiModel):
                 "sharding, cpuOffload and autoWrapLayers apply only to strategy fsdp or auto; "
                 "remove them or set strategy: fsdp"
             ),
+            # has(): the API server checks the section's `default: {}` before nested defaults apply.
             cel=(
-                "self.strategy != 'ddp' || (self.sharding == 'full' && !self.cpuOffload"
-                " && !has(self.autoWrapLayers))"
+                "!has(self.strategy) || self.strategy != 'ddp' || (self.sharding == 'full' && "
+                "!self.cpuOffload && !has(self.autoWrapLayers))"
             ),
             holds=lambda d: (
                 d.strategy != "ddp"

@@ -7,6 +7,10 @@ controller and the operator see what they would see on a real cluster:
 - :func:`succeed_pod`: containers terminated with exit code 0, reason Completed; phase Succeeded.
 - :func:`fail_pod`: containers terminated with the given exit code and termination message,
   reason Error; phase Failed.
+- :func:`evict_pod`: what the kubelet's eviction manager writes when it evicts a pod: containers
+  killed (exit code 137), phase Failed, status.reason ``Evicted`` and its message; a node-pressure
+  eviction also carries ``DisruptionTarget=True`` (reason ``TerminationByKubelet``), an eviction
+  for the pod's own storage limits (emptyDir sizeLimit, ephemeral-storage limits) does not.
 - :func:`disrupt_pod`: condition ``DisruptionTarget=True`` with the given reason (the
   scheduler's preemption writes ``PreemptionByScheduler``), then a graceful delete; KWOK then
   marks the pod Failed (exit code 143) and removes it (stages ``pod-terminate-on-delete`` and
@@ -145,6 +149,35 @@ def fail_pod(
     if exit_code == 0:
         raise ValueError("fail_pod needs a non-zero exit_code; use succeed_pod for exit code 0")
     return _finish(core, namespace, name, "Failed", exit_code, "Error", message or None)
+
+
+EMPTY_DIR_LIMIT_MESSAGE = 'Usage of EmptyDir volume "{volume}" exceeds the limit "{limit}". '
+"""The kubelet's message (pkg/kubelet/eviction/helpers.go) for an emptyDir over its sizeLimit."""
+NODE_PRESSURE_MESSAGE = "The node was low on resource: {resource}. "
+
+
+def evict_pod(
+    core: client.CoreV1Api, namespace: str, name: str, message: str, node_pressure: bool = False
+) -> client.V1Pod:
+    """End a Running KWOK pod as the kubelet's eviction manager does (phase Failed, reason Evicted).
+
+    ``node_pressure`` adds the DisruptionTarget condition the kubelet sets when it evicts to relieve
+    the node; evictions for the pod's own storage limits come without it.
+    """
+    pod = wait_for_phase(core, namespace, name, "Running")
+    body = terminated_status(pod, "Failed", 137, "Error", None)
+    body["status"].update(reason="Evicted", message=message)
+    if node_pressure:
+        body["status"]["conditions"].append(
+            {
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "TerminationByKubelet",
+                "message": message,
+                "lastTransitionTime": _now(),
+            }
+        )
+    return core.patch_namespaced_pod_status(name, namespace, body, _content_type=STRATEGIC_MERGE)
 
 
 def disrupt_pod(

@@ -89,12 +89,18 @@ def test_cpu_job_runs_one_process_per_worker_and_requests_no_gpu():
     spec = {**SPEC, "resources": {"workers": 1}}
     manifest = build_job(make_job(spec), 1, Settings())
     assert "--nproc-per-node=1" in container_of(manifest)["command"]
-    assert container_of(manifest)["resources"] == {}
+    scratch_only = {"ephemeral-storage": "50Gi"}  # the default scratch size, nothing else
+    assert container_of(manifest)["resources"] == {"requests": scratch_only, "limits": scratch_only}
 
 
 def test_gpu_cpu_memory_requests_equal_limits():
     resources = container_of(build_job(make_job(), 1, Settings()))["resources"]
-    assert resources["requests"] == {"cpu": "16", "memory": "200Gi", "nvidia.com/gpu": "8"}
+    assert resources["requests"] == {
+        "cpu": "16",
+        "memory": "200Gi",
+        "nvidia.com/gpu": "8",
+        "ephemeral-storage": "50Gi",
+    }
     assert resources["limits"] == resources["requests"]
 
 
@@ -129,10 +135,12 @@ def test_env_carries_identity_and_secret_keys_only_and_the_spec_is_a_mounted_fil
     assert spec["resources"]["workers"] == 2 and spec["runPolicy"]["maxRestarts"] == 3
     pod = manifest["spec"]["template"]["spec"]
     assert pod["volumes"] == [
-        {"name": "trainer-spec", "configMap": {"name": "reviews-trainer-spec", "defaultMode": 0o444}}
+        {"name": "trainer-spec", "configMap": {"name": "reviews-trainer-spec", "defaultMode": 0o444}},
+        {"name": "scratch", "emptyDir": {"sizeLimit": "50Gi"}},
     ]
     assert container_of(manifest)["volumeMounts"] == [
-        {"name": "trainer-spec", "mountPath": "/etc/finetune", "readOnly": True}
+        {"name": "trainer-spec", "mountPath": "/etc/finetune", "readOnly": True},
+        {"name": "scratch", "mountPath": "/scratch"},
     ]
     assert env["FINETUNE_JOB_NAME"]["value"] == "reviews"
     assert env["FINETUNE_JOB_NAMESPACE"]["value"] == "team-a"

@@ -20,7 +20,7 @@ from finetune_operator.job.builders import build_job
 from finetune_operator.job.jobview import JobView
 from finetune_operator.settings import Settings
 from finetune_trainer.settings import TrainerSettings, settings_from_spec
-from finetune_trainer.sharding import scaling_from_spec
+from finetune_trainer.sharding import scaling_from_settings
 
 # Optional sections (absent by default) are switched on empty, so their own defaults show too.
 MINIMAL = {
@@ -48,19 +48,27 @@ def _env(pod: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value") for e in _container(pod)["env"]}
 
 
-def _scaling(spec: dict[str, Any]) -> Any:
+def _scratch_sizes(built: dict[str, Any]) -> Any:
+    """The one scratch size the Job uses (request, limit, emptyDir sizeLimit), or all when they differ."""
+    pod = _pod(built)
+    resources = _container(pod)["resources"]
+    sizes = {
+        resources["requests"]["ephemeral-storage"],
+        resources["limits"]["ephemeral-storage"],
+        *(volume["emptyDir"]["sizeLimit"] for volume in pod["volumes"] if "emptyDir" in volume),
+    }
+    return sizes.pop() if len(sizes) == 1 else sizes
+
+
+def _scaling(t: TrainerSettings) -> Any:
     """The trainer's distribution and quantization settings, as on a GPU worker with bitsandbytes."""
-    return scaling_from_spec(spec, cuda=True, bitsandbytes=True)
+    return scaling_from_settings(t, cuda=True, bitsandbytes=True)
 
 
-def _qlora() -> dict[str, Any]:
-    """model.quantization switched on empty (it needs GPUs) as the trainer receives it.
-
-    The trainer refuses quantization at start-up for now (sharding.py), so what it would use is
-    the section of its validated spec.
-    """
+def _qlora() -> Any:
+    """model.quantization switched on empty (it needs GPUs): what the trainer's QLoRA loading reads."""
     spec = {**MINIMAL, "model": {**MINIMAL["model"], "quantization": {}}, "resources": {"gpusPerWorker": 1}}
-    return settings_from_spec(parse_spec(spec)).spec["model"]["quantization"]
+    return _scaling(settings_from_spec(parse_spec(spec))).quantization
 
 
 # path -> (trainer reads, operator reads, expected when it is not the API default itself)
@@ -76,11 +84,11 @@ READERS: dict[str, tuple[TrainerRead | None, OperatorRead | None, Any]] = {
     "model.lora.dropout": (lambda t: t.model.lora.dropout, None, SAME),
     "model.lora.targetModules": (lambda t: t.model.lora.target_modules, None, "all-linear"),
     "model.lora.bias": (lambda t: t.model.lora.bias, None, SAME),
-    "model.quantization": (lambda t: _scaling(t.spec).quantization, None, SAME),
-    "model.quantization.bits": (lambda t: _qlora()["bits"], None, SAME),
-    "model.quantization.type": (lambda t: _qlora()["type"], None, SAME),
-    "model.quantization.doubleQuant": (lambda t: _qlora()["doubleQuant"], None, SAME),
-    "model.quantization.computeDtype": (lambda t: _qlora()["computeDtype"], None, SAME),
+    "model.quantization": (lambda t: _scaling(t).quantization, None, SAME),
+    "model.quantization.bits": (lambda t: _qlora().bits, None, SAME),
+    "model.quantization.type": (lambda t: _qlora().type, None, SAME),
+    "model.quantization.doubleQuant": (lambda t: _qlora().double_quant, None, SAME),
+    "model.quantization.computeDtype": (lambda t: _qlora().compute_dtype, None, SAME),
     "model.dropout": (lambda t: t.model.dropout, None, SAME),
     "model.trustRemoteCode": (lambda t: t.model.trust_remote_code, None, SAME),
     "dataset.validation": (lambda t: t.dataset.validation, None, SAME),
@@ -118,11 +126,11 @@ READERS: dict[str, tuple[TrainerRead | None, OperatorRead | None, Any]] = {
     "training.seed": (lambda t: t.training.seed, None, SAME),
     "training.classWeights": (lambda t: t.training.class_weights, None, None),  # "none": no weights
     "training.classWeightValues": (lambda t: t.training.class_weights, None, None),
-    "training.distribution.strategy": (lambda t: _scaling(t.spec).distribution.strategy, None, SAME),
-    "training.distribution.sharding": (lambda t: _scaling(t.spec).distribution.sharding, None, SAME),
-    "training.distribution.cpuOffload": (lambda t: _scaling(t.spec).distribution.cpu_offload, None, SAME),
+    "training.distribution.strategy": (lambda t: _scaling(t).distribution.strategy, None, SAME),
+    "training.distribution.sharding": (lambda t: _scaling(t).distribution.sharding, None, SAME),
+    "training.distribution.cpuOffload": (lambda t: _scaling(t).distribution.cpu_offload, None, SAME),
     "training.distribution.autoWrapLayers": (
-        lambda t: _scaling(t.spec).distribution.auto_wrap_layers,
+        lambda t: _scaling(t).distribution.auto_wrap_layers,
         None,
         SAME,
     ),
@@ -162,6 +170,12 @@ READERS: dict[str, tuple[TrainerRead | None, OperatorRead | None, Any]] = {
     "resources.memory": (
         None,
         lambda job, built: _container(_pod(built))["resources"].get("requests", {}).get("memory"),
+        SAME,
+    ),
+    # Scratch space: the container's ephemeral-storage request and limit and the emptyDir's sizeLimit.
+    "resources.ephemeralStorage": (
+        None,
+        lambda job, built: _scratch_sizes(built),
         SAME,
     ),
     "resources.nodeSelector": (None, lambda job, built: _pod(built).get("nodeSelector", {}), SAME),

@@ -46,6 +46,11 @@ SPEC_FILE = "spec.json"
 SPEC_PATH = f"{SPEC_DIR}/{SPEC_FILE}"
 """Where the trainer reads its spec (`--config`), mounted read-only from the job's ConfigMap."""
 
+SCRATCH_VOLUME = "scratch"
+"""The worker's scratch emptyDir at contract.SCRATCH_DIR, sized by resources.ephemeralStorage."""
+PVC_VOLUME_PREFIX = "pvc-"
+"""Volumes of the claims that pvc:// URIs name: pvc-0, pvc-1, ... in claim-name order."""
+
 
 def literal(value: str) -> str:
     """`value` as the kubelet will pass it: `$$` is its escape for a literal `$`, so no `$(VAR)`
@@ -164,6 +169,8 @@ def _env(job: JobView, attempt: int) -> list[dict[str, Any]]:
         contract.ENV_JOB_NAMESPACE: job.namespace,
         contract.ENV_ATTEMPT: str(attempt),
         contract.ENV_METRICS_PORT: str(contract.METRICS_PORT),
+        **contract.SCRATCH_ENV,  # the work dir, HF cache and temp files go to the scratch volume
+        contract.ENV_PVC_ROOT: contract.DEFAULT_PVC_ROOT,
     }
     # spec.storage wins over the Secret's keys of the same name (which are then not passed at all).
     if storage.get("endpoint"):
@@ -196,6 +203,25 @@ def _env(job: JobView, attempt: int) -> list[dict[str, Any]]:
     return env
 
 
+def claim_volumes(job: JobView) -> list[tuple[str, str, bool]]:
+    """(volume name, claim, read-only) for every PersistentVolumeClaim a pvc:// URI of the spec names.
+
+    The trainer maps `pvc://<claim>/<path>` to `$FINETUNE_PVC_ROOT/<claim>/<path>`, so each claim is
+    mounted at `<root>/<claim>`: read-only when only the model or data are read from it, read-write
+    when the checkpoint or output URI (the resolved one) is on it.
+    """
+    parsed = job.parsed
+    read = [parsed.model.uri, parsed.dataset.train, parsed.dataset.validation, parsed.dataset.test]
+    written = [job.checkpoint_uri, job.output_uri]
+    claims: dict[str, bool] = {}
+    for uris, read_only in ((read, True), (written, False)):
+        for uri in uris:
+            claim = contract.pvc_claim(uri or "")
+            if claim:
+                claims[claim] = claims.get(claim, True) and read_only
+    return [(f"{PVC_VOLUME_PREFIX}{n}", claim, claims[claim]) for n, claim in enumerate(sorted(claims))]
+
+
 def _resources(job: JobView) -> dict[str, Any]:
     resources = job.resources
     amounts: dict[str, str] = {}
@@ -205,8 +231,8 @@ def _resources(job: JobView) -> dict[str, Any]:
         amounts["memory"] = str(resources["memory"])
     if job.gpus_per_worker > 0:
         amounts[job.gpu_resource] = str(job.gpus_per_worker)
-    if not amounts:
-        return {}
+    # The scratch volume's size: the kubelet evicts a worker that writes more (a counted failure).
+    amounts["ephemeral-storage"] = job.ephemeral_storage
     # requests == limits: Guaranteed QoS, and extended resources (GPUs) require it anyway.
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
@@ -218,7 +244,14 @@ def _container(job: JobView, attempt: int, settings: Settings) -> dict[str, Any]
         "image": image,
         "command": torchrun_command(job, attempt),
         "env": _env(job, attempt),
-        "volumeMounts": [{"name": SPEC_VOLUME, "mountPath": SPEC_DIR, "readOnly": True}],
+        "volumeMounts": [
+            {"name": SPEC_VOLUME, "mountPath": SPEC_DIR, "readOnly": True},
+            {"name": SCRATCH_VOLUME, "mountPath": contract.SCRATCH_DIR},
+            *(
+                {"name": volume, "mountPath": f"{contract.DEFAULT_PVC_ROOT}/{claim}", "readOnly": read_only}
+                for volume, claim, read_only in claim_volumes(job)
+            ),
+        ],
         "ports": [
             {"name": contract.METRICS_PORT_NAME, "containerPort": contract.METRICS_PORT, "protocol": "TCP"},
             {"name": "rendezvous", "containerPort": naming.master_port(job.uid), "protocol": "TCP"},
@@ -258,7 +291,15 @@ def _pod_spec(job: JobView, attempt: int, settings: Settings) -> dict[str, Any]:
         },
         "containers": [_container(job, attempt, settings)],
         "volumes": [
-            {"name": SPEC_VOLUME, "configMap": {"name": spec_config_map_name(job.name), "defaultMode": 0o444}}
+            {
+                "name": SPEC_VOLUME,
+                "configMap": {"name": spec_config_map_name(job.name), "defaultMode": 0o444},
+            },
+            {"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": job.ephemeral_storage}},
+            *(
+                {"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}}
+                for volume, claim, read_only in claim_volumes(job)
+            ),
         ],
     }
     if resources.get("nodeSelector"):
@@ -278,6 +319,23 @@ def _pod_spec(job: JobView, attempt: int, settings: Settings) -> dict[str, Any]:
 def queue_name(job: JobView) -> str | None:
     """The Kueue LocalQueue the FineTuneJob is labelled with, if any."""
     return job.labels.get(naming.LABEL_KUEUE_QUEUE) or None
+
+
+DEADLINE_BACKSTOP_SECONDS = 300
+"""How long past runPolicy.activeDeadlineSeconds an attempt's Job ends itself (issue 13 item 7)."""
+
+
+def deadline_backstop(job: JobView) -> dict[str, Any]:
+    """The Job's own activeDeadlineSeconds: a backstop for the operator's deadline rule.
+
+    The operator fails the job at its deadline (counted from status.startTime) and deletes the
+    attempt; should the operator be down or wedged, the Job controller still stops the workers a
+    little later. Each attempt gets the whole deadline plus the margin (an attempt starts after
+    startTime, so this is never earlier than the operator's rule); a deadline raised on a running
+    job applies to attempts created after the change.
+    """
+    deadline = job.run_policy.get("activeDeadlineSeconds")
+    return {"activeDeadlineSeconds": int(deadline) + DEADLINE_BACKSTOP_SECONDS} if deadline else {}
 
 
 def build_job(job: JobView, attempt: int, settings: Settings) -> dict[str, Any]:
@@ -301,6 +359,7 @@ def build_job(job: JobView, attempt: int, settings: Settings) -> dict[str, Any]:
             "completions": job.workers,
             "parallelism": job.workers,
             "backoffLimit": 0,
+            **deadline_backstop(job),
             # Kueue admits a suspended Job as a gang by unsuspending it.
             "suspend": bool(queue),
             "podFailurePolicy": {

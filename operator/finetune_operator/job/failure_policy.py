@@ -9,7 +9,8 @@ The verdict decides whether the gang restarts and whether the restart counts aga
 |--------------|----------------------------------------------------------------|---------------------------|
 | permanent    | a worker exited 78 (invalid configuration or data)             | Failed at once            |
 | disrupted    | DisruptionTarget, eviction, node loss, pod deleted by others   | restart, not counted      |
-| retryable    | any other non-zero exit or a failed Job                        | restart after backoff     |
+| retryable    | any other non-zero exit, a failed Job, or an eviction for      | restart after backoff     |
+|              | exceeding the pod's own ephemeral-storage/emptyDir limit       |                           |
 | succeeded    | the Job completed (every index succeeded)                      | Succeeded                 |
 | queued       | the Job is suspended (Kueue has not admitted it)               | Suspended (Kueue's words) |
 | unschedulable| a pod is Pending with PodScheduled=False/Unschedulable         | says so in status         |
@@ -43,6 +44,16 @@ DISRUPTION_POD_REASONS = frozenset(
     {"Evicted", "Preempting", "NodeLost", "Shutdown", "Terminated", "NodeShutdown"}
 )
 
+# The kubelet's eviction messages when a pod outgrows its *own* storage limits (pkg/kubelet/eviction,
+# helpers.go): the container's ephemeral-storage limit, the pod's total, an emptyDir's sizeLimit.
+# Such a pod is "Evicted" like a victim of node pressure, but the job caused it and would cause it
+# again, so it is a counted failure (docs/architecture.md, "Exit-code contract").
+STORAGE_LIMIT_EVICTION_MARKERS = (
+    "exceeded its local ephemeral storage limit",
+    "ephemeral local storage usage exceeds the total limit",
+    "Usage of EmptyDir volume",
+)
+
 
 class Verdict(enum.StrEnum):
     PERMANENT = "permanent"
@@ -69,8 +80,29 @@ class AttemptOutcome:
     exit_code: int | None = None
 
 
+def storage_limit_eviction(pod: dict[str, Any]) -> str | None:
+    """The kubelet's message when it evicted the pod for exceeding its own storage limit, else None.
+
+    The kubelet writes status.reason "Evicted" and one of the STORAGE_LIMIT_EVICTION_MARKERS messages;
+    node-pressure evictions ("The node was low on resource: ...") are not matched.
+    """
+    status = pod.get("status") or {}
+    messages = [status.get("message") or ""]
+    messages += [c.get("message") or "" for c in conditions_of(pod)]
+    if status.get("reason") != "Evicted" and not any(
+        c.get("reason") in ("TerminationByKubelet", "EvictionByKubelet") for c in conditions_of(pod)
+    ):
+        return None
+    for message in messages:
+        if any(marker in message for marker in STORAGE_LIMIT_EVICTION_MARKERS):
+            return message.strip()
+    return None
+
+
 def disruption_of(pod: dict[str, Any]) -> str | None:
     """Why the pod was disrupted by someone else than its own program (preemption, eviction, node loss)."""
+    if storage_limit_eviction(pod) is not None:
+        return None  # the job outgrew its own scratch space: a failure, not a disruption
     status = pod.get("status") or {}
     target = find_condition(pod, "DisruptionTarget")
     if target is not None:
@@ -118,6 +150,16 @@ def classify_attempt(job: dict[str, Any], pods: Sequence[dict[str, Any]], worker
                 message or f"{pod_label(pod)} exited with code {code} (invalid configuration or data)",
                 worker=pod_index(pod),
                 exit_code=code,
+            )
+    for pod in ordered:
+        evicted = storage_limit_eviction(pod)
+        if evicted is not None:
+            return AttemptOutcome(
+                Verdict.RETRYABLE,
+                "EphemeralStorageExceeded",
+                f"{pod_label(pod)} was evicted for using more local storage than it may: {evicted} "
+                "Raise spec.resources.ephemeralStorage (the worker's scratch space) or write less to it",
+                worker=pod_index(pod),
             )
     for pod in ordered:
         disruption = disruption_of(pod)

@@ -101,6 +101,11 @@ class JobView:
         return self.parsed.resources.gpu_resource
 
     @property
+    def ephemeral_storage(self) -> str:
+        """Scratch space per worker (a Kubernetes quantity): emptyDir sizeLimit and ephemeral-storage."""
+        return self.parsed.resources.ephemeral_storage
+
+    @property
     def image(self) -> str | None:
         """spec.image; None means the operator's default trainer image."""
         return self.parsed.image
