@@ -32,6 +32,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from finetune_operator import conditions as cond
 from finetune_operator import naming
+from finetune_operator.crashpoints import crash_point
 from finetune_operator.expectations import Expectations
 from finetune_operator.job.assembly import invalid_spec_status
 from finetune_operator.job.cache import ChildCache, group_by_attempt
@@ -372,6 +373,7 @@ class Controller:
                 self.metrics.status_writes_total.labels(result="coalesced").inc()
                 return wait + 0.05
         metadata = body["metadata"]
+        crash_point("before-status-write")  # test-only hook (crashpoints.py)
         try:
             result = await self.kube.patch_finetunejob_status(
                 metadata["namespace"], metadata["name"], status, metadata.get("resourceVersion")
@@ -380,6 +382,7 @@ class Controller:
             self._bodies.pop(key, None)  # the retry reads the FineTuneJob fresh
             raise
         self.metrics.status_writes_total.labels(result="written").inc()
+        crash_point("after-status-write")
         if result is not None:
             self._bodies[key] = result  # its watch echo then carries nothing new: no extra pass
         if status.get("progress") != previous.get("progress"):
@@ -393,12 +396,15 @@ class Controller:
             if isinstance(action, CreateService):
                 if await self._create_child(self.kube.create_service, action.manifest):
                     self.expectations.expect_created(key, "services", action.manifest["metadata"]["name"])
+                crash_point("after-create-service")
             elif isinstance(action, CreateConfigMap):
                 await self._create_spec_config_map(job, action.manifest)
+                crash_point("after-create-configmap")
             elif isinstance(action, CreateJob):
                 created = await self._create_child(self.kube.create_job, action.manifest)
                 if created:
                     self.expectations.expect_created(key, "jobs", action.manifest["metadata"]["name"])
+                crash_point("after-create-job")
                 logger.info(
                     "attempt %d Job %s", action.attempt, "created" if created else "exists", extra=extra
                 )
