@@ -207,14 +207,14 @@ def _seed_with_hopeless_last(spec: dict[str, Any]) -> int:
         parsed = parse_sweep_spec({**spec, "algorithm": {"name": "grid", "seed": seed}})
         history: list[dict[str, Any]] = []
         for index in range(3):
-            values, book = suggest(parsed, history, "replay", index)
+            values, sampler_state = suggest(parsed, history, "replay", index)
             history.append(
                 {
                     "index": index,
                     "name": f"t{index}",
                     "state": "Running",
                     "parameters": values,
-                    "samplerState": book.persisted,
+                    "samplerState": sampler_state,
                 }
             )
         if history[-1]["parameters"]["training.learningRate"] == HOPELESS:

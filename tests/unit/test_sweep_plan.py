@@ -195,8 +195,7 @@ def test_pruners_stop_a_hopeless_curve_and_keep_a_good_one(early_stopping):
     # Every trial reaches its first evaluation in turn (the order the operator sees them in).
     decisions = {}
     for index in (2, 3):
-        prune, book = should_prune(spec, history, UID, index)
-        history[index]["samplerState"] = book.persisted
+        prune, history[index]["samplerState"] = should_prune(spec, history, UID, index)
         decisions[index] = prune
     assert decisions == {2: False, 3: True}, early_stopping
 

@@ -51,7 +51,6 @@ class SweepController:
         self.clock = clock
         self.resync_seconds = resync_seconds
         self._posted: dict[Key, list[str]] = {}
-        self._volatile: dict[str, dict[int, dict[str, Any]]] = {}
         self._refused: dict[Key, dict[str, str]] = {}
         self.pool = ReconcilePool(
             self.reconcile,
@@ -85,17 +84,13 @@ class SweepController:
         if body is None:
             self.forget(key)
             return None
-        uid = body["metadata"]["uid"]
         jobs = await self.api.list_trials(namespace, name)
         now = self.clock()
         refused = dict(self._refused.get(key) or {})
-        plan = await asyncio.to_thread(plan_pass, body, jobs, now, self._volatile.get(uid, {}), refused)
+        plan = await asyncio.to_thread(plan_pass, body, jobs, now, refused)
         await self._write_status(key, body, plan)
         for trial in refused:
             self._refused.get(key, {}).pop(trial, None)
-        self._volatile.setdefault(uid, {}).update(plan.volatile)
-        if plan.status.get("completionTime"):
-            self._volatile.pop(uid, None)
         retry_soon = await self._act(key, plan)
         await self._post(key, body, plan.events, now)
         if self.metrics is not None:

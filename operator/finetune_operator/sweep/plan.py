@@ -22,7 +22,7 @@ from finetune_api import SpecError, parse_spec
 from finetune_api.sweep import DEFAULT_MAX_TRIALS, FineTuneSweepSpec, parse_sweep_spec
 from finetune_operator.sweep.observe import Reading, TrialView, view_trial
 from finetune_operator.sweep.space import SpaceError, grid_size, grid_space
-from finetune_operator.sweep.study import SamplerUnavailable, Volatile, should_prune, suggest
+from finetune_operator.sweep.study import SamplerUnavailable, should_prune, suggest
 from finetune_operator.sweep.trial_job import TrialSpecError, trial_manifest, trial_name, trial_spec
 
 ACTIVE = ("Pending", "Running")
@@ -56,8 +56,6 @@ class Plan:
     suspend: dict[str, bool] = field(default_factory=dict)
     """Trial name -> the runPolicy.suspend it must get."""
     events: list[Event] = field(default_factory=list)
-    volatile: dict[int, dict[str, Any]] = field(default_factory=dict)
-    """Per-trial Optuna state to keep in memory (never in status); see study.py."""
 
 
 def format_time(moment: datetime) -> str:
@@ -105,21 +103,15 @@ def _short(value: float) -> str:
 class _Pass:
     """The working state of one pass (a helper to keep plan_pass readable)."""
 
-    def __init__(self, sweep: dict[str, Any], spec: FineTuneSweepSpec, volatile: Volatile, plan: Plan):
+    def __init__(self, sweep: dict[str, Any], spec: FineTuneSweepSpec, plan: Plan):
         self.sweep = sweep
         self.spec = spec
         self.name = sweep["metadata"]["name"]
         self.uid = sweep["metadata"]["uid"]
-        self.volatile: dict[int, dict[str, Any]] = {k: dict(v) for k, v in volatile.items()}
         self.plan = plan
         self.history: list[dict[str, Any]] = [
             dict(r) for r in (sweep.get("status") or {}).get("history") or []
         ]
-
-    def remember(self, index: int, volatile: dict[str, Any]) -> None:
-        if volatile:
-            self.volatile[index] = volatile
-            self.plan.volatile[index] = volatile
 
     def count(self, *states: str) -> int:
         return sum(1 for r in self.history if r.get("state") in states)
@@ -182,9 +174,7 @@ class _Pass:
     def judge(self, record: dict[str, Any]) -> None:
         """Ask the pruner about a running trial with a new evaluation; prune it if told to."""
         index = int(record["index"])
-        prune, book = should_prune(self.spec, self.history, self.uid, index, self.volatile)
-        record["samplerState"] = book.persisted
-        self.remember(index, book.volatile)
+        prune, record["samplerState"] = should_prune(self.spec, self.history, self.uid, index)
         if not prune:
             return
         last = (record.get("evaluations") or [{}])[-1]
@@ -212,14 +202,13 @@ class _Pass:
             tries += 1
             index = len(self.history)
             name = trial_name(self.name, index)
-            values, book = suggest(self.spec, self.history, self.uid, index, self.volatile)
-            self.remember(index, book.volatile)
+            values, sampler_state = suggest(self.spec, self.history, self.uid, index)
             record: dict[str, Any] = {
                 "index": index,
                 "name": name,
                 "state": "Pending",
                 "parameters": values,
-                "samplerState": book.persisted,
+                "samplerState": sampler_state,
             }
             try:
                 spec = trial_spec(self.template(), values, name)
@@ -326,13 +315,12 @@ def plan_pass(
     sweep: dict[str, Any],
     jobs: list[dict[str, Any]],
     now: datetime,
-    volatile: Volatile | None = None,
     refused: Mapping[str, str] | None = None,
 ) -> Plan:
     """Decide one pass for `sweep` (as stored) given the FineTuneJobs labelled with its name.
 
-    `volatile` is the in-memory Optuna state the controller kept (study.py), `refused` the trials
-    whose creation the API server refused since the last pass (name -> message).
+    `refused` holds the trials whose creation the API server refused since the last pass (name ->
+    message). Everything else the decision needs, Optuna's state included, is in the sweep's status.
     """
     metadata = sweep["metadata"]
     generation = int(metadata.get("generation") or 0)
@@ -354,7 +342,7 @@ def plan_pass(
         plan.events.append(Event("Warning", "InvalidSpec", str(error), f"invalid/{generation}"))
         return plan
 
-    work = _Pass(sweep, spec, volatile or {}, plan)
+    work = _Pass(sweep, spec, plan)
     owned = _owned(jobs, work.uid)
     finished = old.get("phase") in ("Succeeded", "Failed") and old.get("completionTime")
 

@@ -9,10 +9,14 @@ no database is needed. Two decisions are made on it:
   TPE sampler seeded alike would otherwise repeat trial 0's suggestion);
 - `should_prune`: whether a running trial's evaluations so far condemn it.
 
-Both return the trial's new bookkeeping. The one piece of Optuna state that is not JSON is CMA-ES's
-pickled optimizer; it is never read back from the API (a status writer could make the operator
-unpickle anything) but handed to the caller as *volatile* state that the controller keeps in memory,
-so after an operator restart CMA-ES starts a fresh generation from the recorded trials.
+Both return the trial's new bookkeeping (`samplerState`), plain JSON. Stock CMA-ES keeps its search
+state (mean, step size, covariance) as a pickled optimizer in a trial's system attrs; a pickle must
+never be read back from the API (a status writer could make the operator unpickle anything), and a
+study rebuilt without it restarts CMA-ES at its first update on every pass, so it never gets past
+generation 1. `ReplayedCmaEsSampler` instead rebuilds the optimizer by replaying the recorded
+generations (every trial records `cma:generation`; its parameters and value are in status): CMA-ES's
+update is deterministic, so this is the optimizer Optuna would have unpickled, and it survives an
+operator restart.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna._transform import _SearchSpaceTransform
+from optuna.distributions import BaseDistribution
 from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, NopPruner, SuccessiveHalvingPruner
 from optuna.samplers import BaseSampler, CmaEsSampler, GridSampler, RandomSampler, TPESampler
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from finetune_api.sweep import FineTuneSweepSpec
@@ -41,37 +47,68 @@ STATE_FOR_OPTUNA = {
     "Failed": TrialState.FAIL,
     "Stopped": TrialState.FAIL,
 }
-VOLATILE_MARK = "optimizer"
-"""Bookkeeping keys holding pickled objects (CMA-ES's `cma:optimizer:<n>`): memory only, never status."""
-
-Volatile = Mapping[int, Mapping[str, Any]]
 
 
 class SamplerUnavailable(RuntimeError):
     """The algorithm needs a package the operator image lacks (gp needs torch); the message says so."""
 
 
-@dataclass
-class Bookkeeping:
-    """A trial's Optuna bookkeeping after a decision: what goes to status, what stays in memory."""
+def _sampler_state(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's Optuna system attrs as status may hold them: plain JSON only.
 
-    persisted: dict[str, Any] = field(default_factory=dict)
-    volatile: dict[str, Any] = field(default_factory=dict)
-
-
-def _split(attrs: Mapping[str, Any]) -> Bookkeeping:
-    kept = Bookkeeping()
+    Every sampler and pruner we build writes JSON (grid point, rungs, CMA-ES generation); anything
+    else (a pickled optimizer) is dropped so that nothing unpicklable ever reaches status.
+    """
+    kept = {}
     for key, value in attrs.items():
-        if VOLATILE_MARK in key:
-            kept.volatile[key] = value
-            continue
         try:
             json.dumps(value)
         except (TypeError, ValueError):
-            kept.volatile[key] = value
             continue
-        kept.persisted[key] = value
+        kept[key] = value
     return kept
+
+
+class ReplayedCmaEsSampler(CmaEsSampler):
+    """Optuna's CMA-ES, its optimizer rebuilt by replaying the recorded generations (see the module).
+
+    Optuna's sampler tells the optimizer the first `population_size` completed trials of its current
+    generation, then pickles it into the new trial. Here `_restore_optimizer` starts from the same
+    initial optimizer and tells it every complete generation in turn, so `sample_relative` always
+    finds its generation incomplete and never pickles. Only the default variant (plain CMA, no margin,
+    no warm start, no restarts) is built here.
+    """
+
+    def __init__(self, seed: int):
+        super().__init__(seed=seed, warn_independent_sampling=False)
+        self._replay_for: tuple[dict[str, BaseDistribution], StudyDirection] | None = None
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        self._replay_for = (search_space, study.direction)
+        try:
+            return super().sample_relative(study, trial, search_space)
+        finally:
+            self._replay_for = None
+
+    def _restore_optimizer(self, completed_trials: list[FrozenTrial]) -> Any:
+        if self._replay_for is None:  # pragma: no cover - Optuna calls it from sample_relative only
+            return None
+        search_space, direction = self._replay_for
+        trans = _SearchSpaceTransform(search_space, transform_step=True, transform_0_1=True)
+        optimizer = self._init_optimizer(trans, direction)
+        sign = 1.0 if direction == StudyDirection.MINIMIZE else -1.0
+        while True:
+            generation = self._get_solution_trials(completed_trials, optimizer.generation)
+            if len(generation) < optimizer.population_size:
+                return optimizer
+            optimizer.tell(
+                [
+                    (trans.transform(t.params), sign * float(t.value))  # type: ignore[arg-type]
+                    for t in generation[: optimizer.population_size]
+                ]
+            )
 
 
 def make_sampler(spec: FineTuneSweepSpec, index: int) -> BaseSampler:
@@ -83,7 +120,7 @@ def make_sampler(spec: FineTuneSweepSpec, index: int) -> BaseSampler:
     if name == "random":
         return RandomSampler(seed=seed)
     if name == "cmaes":
-        return CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        return ReplayedCmaEsSampler(seed=seed)
     if name == "gp":
         try:
             from optuna.samplers import GPSampler
@@ -117,13 +154,13 @@ def make_pruner(spec: FineTuneSweepSpec) -> BasePruner:
     return NopPruner()
 
 
-def _frozen(spec: FineTuneSweepSpec, record: Mapping[str, Any], volatile: Volatile) -> FrozenTrial | None:
+def _frozen(spec: FineTuneSweepSpec, record: Mapping[str, Any]) -> FrozenTrial | None:
     """The recorded trial as Optuna's FrozenTrial; None when it no longer fits the parameters."""
     state = STATE_FOR_OPTUNA.get(str(record.get("state")), TrialState.FAIL)
     value = record.get("value")
     if state == TrialState.COMPLETE and (value is None or not math.isfinite(float(value))):
         state = TrialState.FAIL
-    attrs = {**(record.get("samplerState") or {}), **(volatile.get(int(record["index"])) or {})}
+    attrs = dict(record.get("samplerState") or {})
     intermediate = {int(e["evaluation"]): float(e["value"]) for e in record.get("evaluations") or []}
     try:
         return create_trial(
@@ -143,7 +180,6 @@ def rebuild(
     records: list[Mapping[str, Any]],
     study_name: str,
     sampler: BaseSampler | None = None,
-    volatile: Volatile | None = None,
 ) -> tuple[optuna.Study, dict[int, int]]:
     """The in-memory study holding every recorded trial; also trial index -> Optuna trial id."""
     study = optuna.create_study(
@@ -154,7 +190,7 @@ def rebuild(
     )
     ids: dict[int, int] = {}
     for record in sorted(records, key=lambda r: int(r["index"])):
-        frozen = _frozen(spec, record, volatile or {})
+        frozen = _frozen(spec, record)
         if frozen is None:
             continue
         study.add_trial(frozen)
@@ -169,14 +205,13 @@ def suggest(
     records: list[Mapping[str, Any]],
     study_name: str,
     index: int,
-    volatile: Volatile | None = None,
-) -> tuple[dict[str, Any], Bookkeeping]:
-    """Trial `index`'s parameter values (typed as the spec fields) and its bookkeeping."""
-    study, _ = rebuild(spec, records, study_name, make_sampler(spec, index), volatile)
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Trial `index`'s parameter values (typed as the spec fields) and its samplerState."""
+    study, _ = rebuild(spec, records, study_name, make_sampler(spec, index))
     trial = study.ask(distributions(spec.parameters))
     values = typed_values(spec.parameters, trial.params)
     attrs = study._storage.get_trial(trial._trial_id).system_attrs
-    return values, _split(attrs)
+    return values, _sampler_state(attrs)
 
 
 def should_prune(
@@ -184,15 +219,15 @@ def should_prune(
     records: list[Mapping[str, Any]],
     study_name: str,
     index: int,
-    volatile: Volatile | None = None,
-) -> tuple[bool, Bookkeeping]:
-    """Whether the pruner stops running trial `index` now (its evaluations are in its record)."""
-    study, ids = rebuild(spec, records, study_name, volatile=volatile)
+) -> tuple[bool, dict[str, Any]]:
+    """Whether the pruner stops running trial `index` now (its evaluations are in its record), and
+    the trial's samplerState after the pruner's bookkeeping."""
+    study, ids = rebuild(spec, records, study_name)
     if index not in ids:
-        return False, Bookkeeping()
+        return False, {}
     trial_id = ids[index]
     trial = study._storage.get_trial(trial_id)
     if trial.last_step is None:
-        return False, _split(trial.system_attrs)
+        return False, _sampler_state(trial.system_attrs)
     prune = bool(study.pruner.prune(study, trial))
-    return prune, _split(study._storage.get_trial(trial_id).system_attrs)
+    return prune, _sampler_state(study._storage.get_trial(trial_id).system_attrs)
