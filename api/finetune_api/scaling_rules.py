@@ -22,14 +22,31 @@ SCALING_RULES: tuple[Rule, ...] = (
         cel="!has(self.model.quantization) || self.resources.gpusPerWorker > 0",
         holds=lambda s: s.model.quantization is None or s.resources.gpus_per_worker > 0,
     ),
+    # With quantization `auto` always resolves to DDP (the trainer's resolve_strategy), so the FSDP
+    # knobs would be ignored silently: refuse them here rather than accept a spec that cannot apply.
     Rule(
         field="model.quantization",
         message=(
-            "quantized base weights are not sharded with FSDP here; use training.distribution.strategy "
-            "ddp or auto (QLoRA adapters are small)"
+            "quantized base weights are not sharded with FSDP here (strategy auto trains them with DDP; "
+            "QLoRA adapters are small): use training.distribution.strategy ddp or auto and leave "
+            "sharding, cpuOffload and autoWrapLayers unset"
         ),
-        cel="!has(self.model.quantization) || self.training.distribution.strategy != 'fsdp'",
-        holds=lambda s: s.model.quantization is None or s.training.distribution.strategy != "fsdp",
+        cel=(
+            "!has(self.model.quantization) || ("
+            "(!has(self.training.distribution.strategy) || self.training.distribution.strategy != 'fsdp') && "
+            "(!has(self.training.distribution.sharding) || self.training.distribution.sharding == 'full') && "
+            "(!has(self.training.distribution.cpuOffload) || !self.training.distribution.cpuOffload) && "
+            "!has(self.training.distribution.autoWrapLayers))"
+        ),
+        holds=lambda s: (
+            s.model.quantization is None
+            or (
+                s.training.distribution.strategy != "fsdp"
+                and s.training.distribution.sharding == "full"
+                and not s.training.distribution.cpu_offload
+                and s.training.distribution.auto_wrap_layers is None
+            )
+        ),
     ),
     Rule(
         field="training.distribution.sharding",

@@ -66,6 +66,14 @@ def output_weights(s3, uri: str, local: Path) -> dict[str, torch.Tensor]:
     return load_file(str(local))
 
 
+def part_paths(s3, key: str) -> set[str]:
+    """The files one rank's ``_rank-<r>.json`` lists, read with the trainer's own parser (fencing.py)."""
+    from finetune_trainer.fencing import parse_rank_part
+
+    _, files = parse_rank_part(s3.cat_file(key).decode())
+    return {f.path for f in files}
+
+
 class Run:
     """One finished gang: its log text, losses and where its output went."""
 
@@ -151,9 +159,9 @@ def test_each_rank_uploads_its_own_shards_and_rank_0_commits_the_manifest(causal
     }
     assert shards <= paths and manifest["worldSize"] == 2
     assert "model.safetensors" not in paths  # no full copy in a sharded checkpoint
-    rank1 = {f["path"] for f in json.loads(s3.cat_file(f"{ckpt}/_rank-1.json"))}
+    rank1 = part_paths(s3, f"{ckpt}/_rank-1.json")
     assert rank1 == {"pytorch_model_fsdp_0/__1_0.distcp", "optimizer_0/__1_0.distcp", "rng_state_1.pth"}
-    rank0 = {f["path"] for f in json.loads(s3.cat_file(f"{ckpt}/_rank-0.json"))}
+    rank0 = part_paths(s3, f"{ckpt}/_rank-0.json")
     assert rank0 | rank1 == paths and not rank0 & rank1
 
 

@@ -14,6 +14,8 @@ from finetune_api.scaling import AUTO_FSDP_MEMORY_SHARE
 from finetune_trainer.checkpoints import files_owned_by_rank
 from finetune_trainer.errors import ConfigError
 from finetune_trainer.manifest import FileEntry, Manifest
+from finetune_trainer.modeling import bitsandbytes_options
+from finetune_trainer.settings import QuantizationSettings, TrainerSettings, settings_from_spec
 from finetune_trainer.sharded_checkpoints import (
     check_resume_layout,
     files_for_rank,
@@ -27,7 +29,7 @@ from finetune_trainer.sharding import (
     fsdp_config,
     hybrid_replicas,
     resolve_strategy,
-    scaling_from_spec,
+    scaling_from_settings,
     training_arguments,
     training_state_bytes,
 )
@@ -47,6 +49,24 @@ def spec_with(**changes: Any) -> dict[str, Any]:
         section, key = path.split("__")
         spec.setdefault(section, {})[key] = value
     return spec
+
+
+def settings_with(**changes: Any) -> TrainerSettings:
+    """The trainer's typed settings of ``spec_with(**changes)``, through the API's parser."""
+    return settings_from_spec(parse_spec(spec_with(**changes)))
+
+
+def plan(strategy: str, **changes: Any) -> ShardingPlan:
+    """A plan with the API's default knobs (read from the parsed spec, not re-declared here)."""
+    d = settings_with().training.distribution
+    fields: dict[str, Any] = {
+        "sharding": d.sharding,
+        "cpu_offload": d.cpu_offload,
+        "auto_wrap_layers": d.auto_wrap_layers,
+        "reason": "test",
+        "replicas": 1,
+    }
+    return ShardingPlan(strategy, **{**fields, **changes})
 
 
 # ------------------------------------------------------------------ API
@@ -73,6 +93,24 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "quantization-with-fsdp",
         {"model__quantization": {}, "model__lora": LORA, "resources__gpusPerWorker": 1,
          "training__distribution": {"strategy": "fsdp"}},
+        Q,
+    ),
+    (
+        "quantization-with-cpu-offload",
+        {"model__quantization": {}, "model__lora": LORA, "resources__gpusPerWorker": 1,
+         "training__distribution": {"cpuOffload": True}},
+        Q,
+    ),
+    (
+        "quantization-with-grad-op-sharding",
+        {"model__quantization": {}, "model__lora": LORA, "resources__gpusPerWorker": 2,
+         "training__distribution": {"sharding": "grad-op"}},
+        Q,
+    ),
+    (
+        "quantization-with-wrap-layers",
+        {"model__quantization": {}, "model__lora": LORA, "resources__gpusPerWorker": 1,
+         "training__distribution": {"autoWrapLayers": ["LlamaDecoderLayer"]}},
         Q,
     ),
     ("quantization-bits-3", {"model__quantization": {"bits": 3}}, Q + ".bits"),
@@ -154,19 +192,19 @@ def test_tied_parameters_count_once() -> None:
 
 
 def test_fsdp_config_maps_the_knobs_onto_hf() -> None:
-    plan = ShardingPlan("fsdp", sharding="grad-op", cpu_offload=True, auto_wrap_layers=("GPT2Block",))
-    config = fsdp_config(plan, activation_checkpointing=True)
+    grad_op = plan("fsdp", sharding="grad-op", cpu_offload=True, auto_wrap_layers=("GPT2Block",))
+    config = fsdp_config(grad_op, activation_checkpointing=True)
     assert config["version"] == 2 and config["state_dict_type"] == "SHARDED_STATE_DICT"
     assert config["reshard_after_forward"] is False and config["cpu_offload"] is True
     assert config["transformer_layer_cls_to_wrap"] == ["GPT2Block"] and config["activation_checkpointing"]
-    assert fsdp_config(ShardingPlan("fsdp"), False)["reshard_after_forward"] is True
-    assert "transformer_layer_cls_to_wrap" not in fsdp_config(ShardingPlan("fsdp"), False)  # model's default
+    assert fsdp_config(plan("fsdp"), False)["reshard_after_forward"] is True
+    assert "transformer_layer_cls_to_wrap" not in fsdp_config(plan("fsdp"), False)  # model's default
 
 
 def test_training_arguments_leave_ddp_alone_and_move_checkpointing_into_fsdp() -> None:
-    assert training_arguments(ShardingPlan("ddp"), True) == {"activation_checkpointing": True}
+    assert training_arguments(plan("ddp"), True) == {"activation_checkpointing": True}
     assert training_arguments(None, False) == {"activation_checkpointing": None}
-    extra = training_arguments(ShardingPlan("fsdp"), True)
+    extra = training_arguments(plan("fsdp"), True)
     assert extra["fsdp"] is True and extra["activation_checkpointing"] is None
     assert extra["fsdp_config"]["activation_checkpointing"] is True
 
@@ -178,15 +216,72 @@ def test_hybrid_replicates_across_workers() -> None:
 
 
 def test_qlora_is_refused_without_cuda_or_bitsandbytes() -> None:
-    spec = {"model": {"quantization": {"bits": 4}}, "training": {}}
+    qlora = settings_with(model__lora=LORA, model__quantization={"bits": 4}, resources__gpusPerWorker=1)
     with pytest.raises(ConfigError, match=r"spec.model.quantization: QLoRA needs a CUDA GPU"):
-        scaling_from_spec(spec, cuda=False, bitsandbytes=True)
+        scaling_from_settings(qlora, cuda=False, bitsandbytes=True)
     with pytest.raises(ConfigError, match="lacks bitsandbytes"):
-        scaling_from_spec(spec, cuda=True, bitsandbytes=False)
-    plain = scaling_from_spec(
-        {"training": {"distribution": {"strategy": "fsdp", "autoWrapLayers": ["X"]}}}, False, False
+        scaling_from_settings(qlora, cuda=True, bitsandbytes=False)
+    accepted = scaling_from_settings(qlora, cuda=True, bitsandbytes=True)
+    assert accepted.quantization == QuantizationSettings(
+        bits=4, type="nf4", double_quant=True, compute_dtype="bf16"
+    )
+    plain = scaling_from_settings(
+        settings_with(training__distribution={"strategy": "fsdp", "autoWrapLayers": ["X"]}), False, False
     )
     assert plain.quantization is None and plain.distribution.auto_wrap_layers == ("X",)
+    assert plain.distribution.strategy == "fsdp" and plain.distribution.sharding == "full"
+
+
+def test_a_quantized_spec_with_auto_trains_with_ddp_on_any_world_size() -> None:
+    qlora = settings_with(model__lora=LORA, model__quantization={}, resources__gpusPerWorker=8)
+    scaling = scaling_from_settings(qlora, cuda=True, bitsandbytes=True)
+    assert scaling.distribution.strategy == "auto" and scaling.quantization is not None
+    # Even a training state far above a rank's memory stays unsharded: quantized weights are not sharded.
+    strategy, reason = resolve_strategy(scaling.distribution.strategy, 64, 10**15, 10**9, quantized=True)
+    assert strategy == "ddp" and "quantized" in reason
+
+
+@pytest.mark.parametrize(
+    ("quantization", "task", "expected"),
+    [
+        (
+            QuantizationSettings(bits=4, type="nf4", double_quant=True, compute_dtype="bf16"),
+            "causal-lm",
+            {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+             "bnb_4bit_compute_dtype": torch.bfloat16},
+        ),
+        (
+            QuantizationSettings(bits=4, type="fp4", double_quant=False, compute_dtype="fp16"),
+            "causal-lm",
+            {"load_in_4bit": True, "bnb_4bit_quant_type": "fp4", "bnb_4bit_use_double_quant": False,
+             "bnb_4bit_compute_dtype": torch.float16},
+        ),
+        (
+            QuantizationSettings(bits=8, type="nf4", double_quant=True, compute_dtype="fp32"),
+            "sequence-classification",
+            {"load_in_8bit": True, "llm_int8_skip_modules": ["classifier", "score", "pre_classifier"]},
+        ),
+    ],
+)  # fmt: skip
+def test_quantization_maps_onto_bitsandbytes_config(
+    quantization: QuantizationSettings, task: str, expected: dict[str, Any]
+) -> None:
+    from transformers import BitsAndBytesConfig
+
+    assert bitsandbytes_options(quantization, task) == expected
+    config = BitsAndBytesConfig(**expected)  # transformers accepts it (no GPU needed to build the config)
+    assert config.load_in_4bit is (quantization.bits == 4) and config.load_in_8bit is (quantization.bits == 8)
+
+
+def test_the_api_defaults_reach_the_trainer_qlora_config() -> None:
+    qlora = settings_with(model__lora=LORA, model__quantization={}, resources__gpusPerWorker=1)
+    assert qlora.model.quantization is not None
+    assert bitsandbytes_options(qlora.model.quantization, "causal-lm") == {
+        "load_in_4bit": True,
+        "bnb_4bit_quant_type": "nf4",
+        "bnb_4bit_use_double_quant": True,
+        "bnb_4bit_compute_dtype": torch.bfloat16,
+    }
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -273,7 +368,7 @@ def manifest_of(paths: list[str], world_size: int = 2) -> Manifest:
 def test_a_layout_mismatch_is_refused_with_exit_78() -> None:
     assert is_sharded_layout(SHARDED) and not is_sharded_layout(["model.safetensors", "optimizer.pt"])
     with pytest.raises(ConfigError, match=r"holds FSDP shards.*spec\.training\.distribution\.strategy"):
-        check_resume_layout(manifest_of(SHARDED), "s3://b/c", ShardingPlan("ddp", reason="one rank"))
+        check_resume_layout(manifest_of(SHARDED), "s3://b/c", plan("ddp", reason="one rank"))
     with pytest.raises(ConfigError, match="written unsharded"):
-        check_resume_layout(manifest_of(["model.safetensors"]), "s3://b/c", ShardingPlan("fsdp"))
-    check_resume_layout(manifest_of(SHARDED, world_size=4), "s3://b/c", ShardingPlan("fsdp"))  # reshards
+        check_resume_layout(manifest_of(["model.safetensors"]), "s3://b/c", plan("fsdp"))
+    check_resume_layout(manifest_of(SHARDED, world_size=4), "s3://b/c", plan("fsdp"))  # reshards

@@ -10,6 +10,13 @@ the Auto class; freezing and LoRA are applied after loading so the same code ser
 fine-tuning, frozen lower layers and adapters. Which parameters count as the "classification head"
 (for its own learning rate) is decided here too, by name, because it depends on how the model was
 built.
+
+QLoRA (``model.quantization``): the frozen base weights are loaded quantized by bitsandbytes through
+transformers' ``BitsAndBytesConfig`` onto this rank's GPU, then peft's
+``prepare_model_for_kbit_training`` readies them for adapters. It runs only where CUDA and
+bitsandbytes exist: sharding.scaling_from_settings refuses every other worker with exit 78 before a
+model is loaded. The mapping from the spec to the config (``bitsandbytes_options``) is pure so it is
+tested without a GPU; the loading itself has not been run on a GPU by this project's tests.
 """
 
 from __future__ import annotations
@@ -25,11 +32,12 @@ from torch import nn
 
 from . import storage
 from .errors import ConfigError
-from .settings import ModelSettings
+from .settings import ModelSettings, QuantizationSettings
 
 log = logging.getLogger(__name__)
 
 HEAD_NAME_PARTS = ("classifier", "score", "pre_classifier")
+COMPUTE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 _DROPOUT_ATTRIBUTES = (
     "hidden_dropout_prob",
     "attention_probs_dropout_prob",
@@ -84,6 +92,46 @@ def _override_dropout(config: Any, dropout: float) -> None:
             setattr(config, name, dropout)
 
 
+def bitsandbytes_options(q: QuantizationSettings, task: str) -> dict[str, Any]:
+    """``BitsAndBytesConfig`` keyword arguments for ``model.quantization`` (pure).
+
+    4 bits: the QLoRA recipe (data type, double quantization, compute dtype of the matmuls). 8 bits:
+    LLM.int8, whose knobs the API does not expose. A sequence-classification head is new and
+    trained in full (peft's modules_to_save), so it is kept out of quantization by name; for causal
+    LMs transformers' own choice (the output embedding stays unquantized) applies.
+    """
+    options: dict[str, Any]
+    if q.bits == 4:
+        options = {
+            "load_in_4bit": True,
+            "bnb_4bit_quant_type": q.type,
+            "bnb_4bit_use_double_quant": q.double_quant,
+            "bnb_4bit_compute_dtype": COMPUTE_DTYPES[q.compute_dtype],
+        }
+    else:
+        options = {"load_in_8bit": True}
+    if task == "sequence-classification":
+        options["llm_int8_skip_modules"] = list(HEAD_NAME_PARTS)
+    return options
+
+
+def _weight_options(cfg: ModelSettings, dtype: torch.dtype) -> dict[str, Any]:
+    """How the weights are loaded: in ``dtype``, or quantized onto this rank's GPU (QLoRA)."""
+    if cfg.quantization is None:
+        return {"dtype": dtype}
+    from transformers import BitsAndBytesConfig
+
+    return {
+        "quantization_config": BitsAndBytesConfig(**bitsandbytes_options(cfg.quantization, cfg.task)),
+        # Unquantized modules (norms, head) in the compute dtype; prepare_model_for_kbit_training
+        # then upcasts them to fp32 for stable training.
+        "dtype": COMPUTE_DTYPES[cfg.quantization.compute_dtype],
+        # Quantized weights cannot be moved after loading: place them on the rank's own device
+        # (distributed.py set it from LOCAL_RANK).
+        "device_map": {"": torch.cuda.current_device()},
+    }
+
+
 def load_model(
     cfg: ModelSettings, model_dir: str, label_names: list[str] | None, dtype: torch.dtype
 ) -> nn.Module:
@@ -91,6 +139,7 @@ def load_model(
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     options = pretrained_options(cfg)
+    weights = _weight_options(cfg, dtype)
     try:
         config = AutoConfig.from_pretrained(model_dir, **options)
     except (OSError, ValueError) as exc:
@@ -103,7 +152,7 @@ def load_model(
         config.id2label = dict(enumerate(names))
         config.label2id = {name: i for i, name in enumerate(names)}
         model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, config=config, dtype=dtype, ignore_mismatched_sizes=True, **options
+            model_dir, config=config, ignore_mismatched_sizes=True, **weights, **options
         )
         if (
             getattr(model.config, "pad_token_id", None) is None
@@ -111,7 +160,7 @@ def load_model(
         ):
             model.config.pad_token_id = config.eos_token_id
     else:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, config=config, dtype=dtype, **options)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, config=config, **weights, **options)
     return model
 
 
@@ -199,13 +248,30 @@ def head_parameter_names(names: Iterable[str]) -> set[str]:
 
 
 def build_model(
-    cfg: ModelSettings, model_dir: str, label_names: list[str] | None, dtype: torch.dtype
+    cfg: ModelSettings,
+    model_dir: str,
+    label_names: list[str] | None,
+    dtype: torch.dtype,
+    *,
+    gradient_checkpointing: bool,
 ) -> nn.Module:
-    """Load, freeze, and wrap with LoRA as the settings say."""
+    """Load, freeze, and wrap with LoRA as the settings say.
+
+    ``gradient_checkpointing`` (training.gradientCheckpointing) matters only for quantized weights:
+    peft must then make the frozen inputs carry gradients through the checkpointed layers.
+    """
     model = load_model(cfg, model_dir, label_names, dtype)
     frozen = freeze(model, cfg.freeze_embeddings, cfg.freeze_layers)
     if frozen:
         log.info("froze parameter tensors", extra={"fields": {"frozen": frozen}})
+    if cfg.quantization is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        log.info(
+            "loaded quantized base weights",
+            extra={"fields": {"bits": cfg.quantization.bits, "type": cfg.quantization.type}},
+        )
     if cfg.lora is not None:
         model = apply_lora(model, cfg)
     return model

@@ -108,7 +108,7 @@ def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> dict[str, 
     work_dir.mkdir(parents=True, exist_ok=True)
     require_dataset_files(settings.dataset)  # a typo in a URI fails in seconds, not after a model download
     cuda = torch.cuda.is_available()
-    scaling = sharding.scaling_from_spec(settings.spec, cuda, sharding.bitsandbytes_installed())
+    scaling = sharding.scaling_from_settings(settings, cuda, sharding.bitsandbytes_installed())
     versions = library_versions()
 
     # 2. Metrics endpoint (rank 0 only), so progress is visible from the first second.
@@ -134,7 +134,10 @@ def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> dict[str, 
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
     set_seed(settings.training.seed)
-    model = build_model(settings.model, model_dir, data.label_names, torch.float32)
+    checkpointing = settings.training.gradient_checkpointing
+    model = build_model(
+        settings.model, model_dir, data.label_names, torch.float32, gradient_checkpointing=checkpointing
+    )
     plan = sharding.plan_distribution(scaling, world, model, cuda, _local_world_size(world))
 
     # 5. Checkpoints: the newest verified one, agreed by all ranks.
@@ -236,7 +239,12 @@ def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> dict[str, 
 
     # 9. Output (rank 0): model, tokenizer, labels, model card, metrics.json last.
     publishable = sharding.publishable_model(  # FSDP: gathered from the shards (all ranks take part)
-        trainer, plan, world, lambda: build_model(settings.model, model_dir, data.label_names, torch.float32)
+        trainer,
+        plan,
+        world,
+        lambda: build_model(
+            settings.model, model_dir, data.label_names, torch.float32, gradient_checkpointing=checkpointing
+        ),
     )
     if world.is_main:
         local_out = work_dir / "output"

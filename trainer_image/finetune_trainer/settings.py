@@ -30,6 +30,7 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from finetune_api import FineTuneJobSpec
     from finetune_api.learning import Lora
+    from finetune_api.scaling import Distribution, Quantization
 
 DEFAULT_JOB_NAME = "finetune"
 """Job name when the trainer runs outside a FineTuneJob (``--config FILE`` on a workstation)."""
@@ -45,6 +46,16 @@ class LoraSettings:
 
 
 @dataclass(frozen=True)
+class QuantizationSettings:
+    """``model.quantization`` (QLoRA): how the frozen base weights are loaded."""
+
+    bits: int  # 4 | 8
+    type: str  # nf4 | fp4 (4 bits only)
+    double_quant: bool
+    compute_dtype: str  # bf16 | fp16 | fp32
+
+
+@dataclass(frozen=True)
 class ModelSettings:
     uri: str
     task: str
@@ -56,6 +67,7 @@ class ModelSettings:
     labels: tuple[str, ...] | None
     revision: str | None
     trust_remote_code: bool
+    quantization: QuantizationSettings | None
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,16 @@ class EvaluationSettings:
 
 
 @dataclass(frozen=True)
+class DistributionSettings:
+    """``training.distribution``: DDP or FSDP and FSDP's knobs (sharding.py decides ``auto``)."""
+
+    strategy: str  # auto | ddp | fsdp
+    sharding: str  # full | hybrid | grad-op
+    cpu_offload: bool
+    auto_wrap_layers: tuple[str, ...] | None  # None: the model's own `_no_split_modules`
+
+
+@dataclass(frozen=True)
 class TrainingSettings:
     epochs: float
     max_steps: int | None
@@ -107,6 +129,7 @@ class TrainingSettings:
     gradient_checkpointing: bool
     logging_steps: int
     evaluation: EvaluationSettings
+    distribution: DistributionSettings
 
 
 @dataclass(frozen=True)
@@ -193,6 +216,24 @@ def _lora(lora: Lora | None) -> LoraSettings | None:
     )
 
 
+def _quantization(q: Quantization | None) -> QuantizationSettings | None:
+    if q is None:
+        return None
+    return QuantizationSettings(
+        bits=q.bits, type=q.type, double_quant=q.double_quant, compute_dtype=q.compute_dtype
+    )
+
+
+def _distribution(d: Distribution) -> DistributionSettings:
+    layers = d.auto_wrap_layers
+    return DistributionSettings(
+        strategy=d.strategy,
+        sharding=d.sharding,
+        cpu_offload=d.cpu_offload,
+        auto_wrap_layers=tuple(layers) if layers is not None else None,
+    )
+
+
 def _model(spec: FineTuneJobSpec) -> ModelSettings:
     m = spec.model
     return ModelSettings(
@@ -206,6 +247,7 @@ def _model(spec: FineTuneJobSpec) -> ModelSettings:
         labels=tuple(m.labels) if m.labels is not None else None,
         revision=m.revision,
         trust_remote_code=m.trust_remote_code,
+        quantization=_quantization(m.quantization),
     )
 
 
@@ -268,6 +310,7 @@ def _training(spec: FineTuneJobSpec) -> TrainingSettings:
             early_stopping_patience=es.patience if es is not None else None,
             early_stopping_threshold=es.threshold if es is not None else 0.0,
         ),
+        distribution=_distribution(t.distribution),
     )
 
 

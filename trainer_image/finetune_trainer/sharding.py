@@ -15,16 +15,16 @@
   rank 0 (``publishable_model``) and loaded into an unsharded copy, so ``output.save_model`` writes
   a normal ``save_pretrained`` directory (LoRA merged as usual). Trade-off: rank 0's host memory
   must hold the model twice for a moment.
-- **QLoRA** needs CUDA and bitsandbytes; without them the job ends with exit 78 naming the field.
-  Loading quantized weights on a GPU is not wired yet either, and is refused the same way rather
-  than silently training unquantized.
+- **QLoRA** needs CUDA and bitsandbytes; without them the job ends with exit 78 naming the field
+  (modeling.py loads the quantized weights where both exist). ``auto`` never picks FSDP for a
+  quantized model: the API refuses ``fsdp`` with quantization, and the adapters are small.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from finetune_api.scaling import AUTO_FSDP_MEMORY_SHARE
 
 from .distributed import WorldInfo
 from .errors import ConfigError
+from .settings import DistributionSettings, QuantizationSettings, TrainerSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,27 +42,9 @@ TRAINABLE_BYTES_PER_PARAMETER = 16  # weight + gradient + two Adam moments in fp
 
 
 @dataclass(frozen=True)
-class DistributionSettings:
-    """``training.distribution`` of the validated spec."""
-
-    strategy: str = "auto"
-    sharding: str = "full"
-    cpu_offload: bool = False
-    auto_wrap_layers: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class QuantizationSettings:
-    """``model.quantization`` of the validated spec (QLoRA)."""
-
-    bits: int = 4
-    type: str = "nf4"
-    double_quant: bool = True
-    compute_dtype: str = "bf16"
-
-
-@dataclass(frozen=True)
 class ScalingSettings:
+    """The two sections that decide where the training state lives, as the trainer's settings hold them."""
+
     distribution: DistributionSettings
     quantization: QuantizationSettings | None
 
@@ -71,37 +54,22 @@ class ShardingPlan:
     """What this run does: ``strategy`` is ddp or fsdp, decided once for all ranks."""
 
     strategy: str
-    sharding: str = "full"
-    cpu_offload: bool = False
-    auto_wrap_layers: tuple[str, ...] | None = None
-    reason: str = ""
-    replicas: int = 1  # hybrid: number of workers, each holding one full set of shards
+    sharding: str
+    cpu_offload: bool
+    auto_wrap_layers: tuple[str, ...] | None
+    reason: str
+    replicas: int  # hybrid: number of workers, each holding one full set of shards; otherwise 1
 
     @property
     def is_fsdp(self) -> bool:
         return self.strategy == "fsdp"
 
 
-def scaling_from_spec(spec: Mapping[str, Any], cuda: bool, bitsandbytes: bool) -> ScalingSettings:
-    """Read both sections from the camelCase spec; refuse QLoRA where it cannot run (exit 78)."""
-    training = spec.get("training") or {}
-    raw = training.get("distribution") or {}
-    layers = raw.get("autoWrapLayers")
-    distribution = DistributionSettings(
-        strategy=str(raw.get("strategy", "auto")),
-        sharding=str(raw.get("sharding", "full")),
-        cpu_offload=bool(raw.get("cpuOffload", False)),
-        auto_wrap_layers=tuple(str(x) for x in layers) if layers else None,
-    )
-    q = (spec.get("model") or {}).get("quantization")
-    quantization = None
-    if q is not None:
-        quantization = QuantizationSettings(
-            bits=int(q.get("bits", 4)),
-            type=str(q.get("type", "nf4")),
-            double_quant=bool(q.get("doubleQuant", True)),
-            compute_dtype=str(q.get("computeDtype", "bf16")),
-        )
+def scaling_from_settings(settings: TrainerSettings, cuda: bool, bitsandbytes: bool) -> ScalingSettings:
+    """Both sections from the typed settings (API defaults, nothing re-declared); refuse QLoRA where
+    it cannot run (exit 78) rather than silently training unquantized."""
+    quantization = settings.model.quantization
+    if quantization is not None:
         if not cuda:
             raise ConfigError(
                 "spec.model.quantization: QLoRA needs a CUDA GPU (bitsandbytes has no CPU kernels) and this "
@@ -112,12 +80,7 @@ def scaling_from_spec(spec: Mapping[str, Any], cuda: bool, bitsandbytes: bool) -
                 "spec.model.quantization: the trainer image lacks bitsandbytes, which QLoRA needs; use an "
                 "image with bitsandbytes installed (spec.image) or remove model.quantization"
             )
-        # Never train unquantized while the spec asks for quantization: refuse until it is wired.
-        raise ConfigError(
-            "spec.model.quantization: loading quantized base weights is not implemented by this trainer "
-            "version; remove model.quantization to train LoRA on unquantized weights"
-        )
-    return ScalingSettings(distribution, quantization)
+    return ScalingSettings(settings.training.distribution, quantization)
 
 
 def bitsandbytes_installed() -> bool:
