@@ -18,6 +18,7 @@ from localcluster.processnode.envvars import Lookup, PodFacts, resolve_env
 from localcluster.processnode.expansion import expand_all
 from localcluster.processnode.hostsfile import pod_hostname
 from localcluster.processnode.nodeobject import HOST_IP
+from localcluster.processnode.projected import NodeServices, is_projected, write_projected_volumes
 from localcluster.processnode.state import PodDirs
 from localcluster.processnode.volumes import container_mounts, prepare_volume, read_only_volumes
 
@@ -28,6 +29,7 @@ class LaunchPlan:
     env: dict[str, str]
     cwd: str
     problem: str = ""  # set when the command cannot be started (reported as StartError)
+    refresh_at: float | None = None  # when projected volumes (tokens) must be written again
 
 
 def start_problem(argv: list[str], env: Mapping[str, str]) -> str:
@@ -50,19 +52,26 @@ def plan_launch(
     dirs: PodDirs,
     namespaces: bool,
     lookup: Lookup,
+    services: NodeServices,
 ) -> LaunchPlan:
     """The plan for ``container``; raises EnvConfigError / ApiException while references are missing."""
     meta = pod["metadata"]
     spec = pod.get("spec") or {}
     hostname = pod_hostname(pod)
-    env = resolve_env(container, pod, PodFacts(pod_ip=ip, host_ip=HOST_IP, node_name=node_name), lookup)
-    volume_paths = {
-        volume["name"]: prepare_volume(volume, dirs.volume(volume["name"]), lookup, meta["namespace"])
-        for volume in spec.get("volumes") or []
-    }
+    facts = PodFacts(pod_ip=ip, host_ip=HOST_IP, node_name=node_name)
+    env = resolve_env(container, pod, facts, lookup)
+    projected = write_projected_volumes(pod, dirs.volume, facts, lookup, services.request_token)
+    volume_paths: dict[str, str | None] = dict(projected.paths)
+    for volume in spec.get("volumes") or []:
+        if not is_projected(volume):
+            volume_paths[volume["name"]] = prepare_volume(
+                volume, dirs.volume(volume["name"]), lookup, meta["namespace"]
+            )
     command = expand_all(list(container.get("command") or []), env)
     argv = command + expand_all(list(container.get("args") or []), env)
-    full_env = launcher.base_environment(hostname, f"{meta['uid']}/{container['name']}") | env
+    # what a kubelet sets for the `kubernetes` Service; the pod's own env overrides it
+    service_env = services.api_server.environment()
+    full_env = launcher.base_environment(hostname, f"{meta['uid']}/{container['name']}") | service_env | env
     problem = start_problem(argv, full_env)
     if problem:
         return LaunchPlan(argv=argv, env=full_env, cwd="", problem=problem)
@@ -75,10 +84,17 @@ def plan_launch(
         full_env["PROCESSNODE_TERMINATION_LOG"] = str(termination_file)
         if working_dir:
             Path(working_dir).mkdir(parents=True, exist_ok=True)
-        return LaunchPlan(argv=argv, env=full_env, cwd=working_dir or str(dirs.scratch))
+        return LaunchPlan(
+            argv=argv, env=full_env, cwd=working_dir or str(dirs.scratch), refresh_at=projected.refresh_at
+        )
     mounts = container_mounts(
         container, volume_paths, termination_file, read_only_volumes(spec.get("volumes") or [])
     )
-    sandbox = launcher.Sandbox(hostname, str(dirs.hosts_file), str(dirs.scratch))
+    sandbox = launcher.Sandbox(hostname, str(dirs.hosts_file), str(dirs.scratch), str(dirs.root))
     script = launcher.prologue(sandbox, mounts, working_dir)
-    return LaunchPlan(argv=launcher.wrapped_argv(argv, script, True), env=full_env, cwd=str(dirs.scratch))
+    return LaunchPlan(
+        argv=launcher.wrapped_argv(argv, script, True),
+        env=full_env,
+        cwd=str(dirs.scratch),
+        refresh_at=projected.refresh_at,
+    )

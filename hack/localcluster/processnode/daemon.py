@@ -21,6 +21,7 @@ from localcluster.processnode.kube import ApiException, Kube
 from localcluster.processnode.logserver import KubeletLogServer, LogTarget, TLSFiles
 from localcluster.processnode.nodeobject import NodeHeartbeat
 from localcluster.processnode.podworker import NodeContext, PodWorker
+from localcluster.processnode.projected import ApiServerAddress, NodeServices
 from localcluster.processnode.state import PodDirs, PodState, load_all
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,10 @@ class ProcessNode:
             hosts=HostsRegistry(),
             namespaces=namespaces,
             shutdown_grace_seconds=options.shutdown_grace_seconds,
+            services=NodeServices(
+                api_server=ApiServerAddress.from_url(self._kube.server_url),
+                request_token=self._kube.request_token,
+            ),
         )
         self._heartbeat = NodeHeartbeat(self._kube, options.node_name, options.cpu, options.kubelet_port)
         self._log_server: KubeletLogServer | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client, config
@@ -100,6 +101,35 @@ class Kube:
             if error.status == 404:
                 return None
             raise
+
+    # --- service account tokens ---------------------------------------------------------
+    def request_token(
+        self, namespace: str, service_account: str, audience: str, seconds: int, pod_name: str, pod_uid: str
+    ) -> tuple[str, float]:
+        """A TokenRequest token of ``service_account`` bound to the pod (it dies with the pod), as a
+        kubelet requests it for a projected ``serviceAccountToken``; returns (token, expiry as Unix time)."""
+        spec: dict[str, Any] = {
+            "expirationSeconds": seconds,
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": pod_uid},
+        }
+        if audience:
+            spec["audiences"] = [audience]
+        body = self._json(
+            self.core.create_namespaced_service_account_token(
+                service_account,
+                namespace,
+                {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+                _preload_content=False,
+                _request_timeout=TIMEOUT,
+            )
+        )
+        expires = datetime.strptime(body["status"]["expirationTimestamp"], "%Y-%m-%dT%H:%M:%SZ")
+        return body["status"]["token"], expires.replace(tzinfo=UTC).timestamp()
+
+    @property
+    def server_url(self) -> str:
+        """The API server URL of the kubeconfig."""
+        return str(self.api.configuration.host)
 
     # --- node and lease -----------------------------------------------------------------
     def get_node(self, name: str) -> dict[str, Any] | None:

@@ -14,6 +14,12 @@ so pods reach each other on their 127.x addresses. Inside, a small shell prologu
 - changes into workingDir (created when missing) or, without one, the pod's scratch directory,
 - then ``exec``s the command, so the container's main process keeps the pid we started.
 
+A volume mounted at a path above the pod's own state directory (an emptyDir at ``/tmp`` while the
+cluster lives in ``/tmp/...``) would hide the sources of the mounts after it. So when a mount
+target covers the pod directory, the prologue first opens that directory on fd 3 and names every
+source inside it as ``/proc/self/fd/3/...`` with ``mount --no-canonicalize``: the kernel follows
+the open descriptor, not the (now covered) path.
+
 The image is ignored: commands resolve on a PATH that starts with this Python environment's bin
 directory (``python``, ``torchrun``). Without a working ``unshare`` the process runs directly
 (no DNS, hostname or mounts) and a warning says so; see docs/local-cluster.md.
@@ -54,6 +60,7 @@ class Sandbox:
     hostname: str
     hosts_file: str
     scratch_dir: str
+    pod_dir: str = ""  # the pod's state directory: every source of a pod volume lies inside it
 
 
 def runtime_path() -> str:
@@ -84,19 +91,47 @@ def prologue(sandbox: Sandbox, mounts: list[Mount], working_dir: str) -> str:
         f"mount --bind {q(sandbox.hosts_file)} /etc/hosts",
         f"hostname {q(sandbox.hostname)}",
     ]
+    covered = bool(sandbox.pod_dir) and any(_covers(mount.target, sandbox.pod_dir) for mount in mounts)
+    bind = "mount --bind"
+    if covered:  # name sources through an open descriptor: their path may be mounted over
+        lines.append(f"exec 3<{q(sandbox.pod_dir)}")
+        bind = "mount --no-canonicalize --bind"
+        mounts = [_through_fd(mount, sandbox.pod_dir) for mount in mounts]
     for mount in mounts:
         if mount.is_file:
             parent = q(os.path.dirname(mount.target) or "/")
             lines.append(f"[ -e {q(mount.target)} ] || {{ mkdir -p {parent}; : > {q(mount.target)}; }}")
         else:
             lines.append(f"mkdir -p {q(mount.target)}")
-        lines.append(f"mount --bind {q(mount.source)} {q(mount.target)}")
+        lines.append(f"{bind} {q(mount.source)} {q(mount.target)}")
         if mount.read_only:  # a bind mount takes its own flags only on a remount
             lines.append(f"mount -o remount,bind,ro {q(mount.target)}")
+    if covered:
+        workdir = working_dir or _fd_path(sandbox.scratch_dir, sandbox.pod_dir)
+        lines.append(f"mkdir -p {q(workdir)} && cd -P {q(workdir)}")
+        lines.append('exec "$@" 3<&-')
+        return "\n".join(lines)
     workdir = working_dir or sandbox.scratch_dir
     lines.append(f"mkdir -p {q(workdir)} && cd {q(workdir)}")
     lines.append('exec "$@"')
     return "\n".join(lines)
+
+
+def _covers(target: str, path: str) -> bool:
+    """Whether a mount at ``target`` hides ``path`` (``target`` is ``path`` or one of its parents)."""
+    target, path = os.path.normpath(target), os.path.normpath(path)
+    return target == "/" or path == target or path.startswith(target + "/")
+
+
+def _fd_path(path: str, pod_dir: str) -> str:
+    """``path`` as seen through fd 3 (the open pod directory) when it lies inside ``pod_dir``."""
+    if _covers(pod_dir, path):
+        return "/proc/self/fd/3/" + os.path.relpath(path, pod_dir)
+    return path
+
+
+def _through_fd(mount: Mount, pod_dir: str) -> Mount:
+    return Mount(_fd_path(mount.source, pod_dir), mount.target, mount.is_file, mount.read_only)
 
 
 def wrapped_argv(argv: list[str], script: str, namespaces: bool) -> list[str]:

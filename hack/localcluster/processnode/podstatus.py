@@ -11,8 +11,9 @@ Rules kept from the kubelet (simplified where noted):
 - reasons: ``Completed`` for exit 0, ``Error`` otherwise, ``StartError`` (exit 128) when the
   command cannot be executed; signals appear as 128+signal.
 - conditions PodReadyToStartContainers, Initialized, ContainersReady, Ready, PodScheduled keep
-  their lastTransitionTime while their status does not change (no readiness probes: a running
-  container is ready).
+  their lastTransitionTime while their status does not change. A running container is ready and
+  started unless its probes (``probes``) say otherwise: with a readiness probe it is ready only
+  once the probe passed, with a startup probe it is started only once that passed.
 """
 
 from __future__ import annotations
@@ -80,7 +81,15 @@ def terminated_state(record: ContainerRecord) -> dict[str, Any]:
     return {key: value for key, value in state.items() if value is not None}
 
 
-def container_status(record: ContainerRecord) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ProbeView:
+    """What the probes of a running container say (absent: no probes, running is ready)."""
+
+    ready: bool
+    started: bool
+
+
+def container_status(record: ContainerRecord, probe: ProbeView | None = None) -> dict[str, Any]:
     """A ``containerStatuses[]`` entry."""
     if record.state == RUNNING:
         state: dict[str, Any] = {"running": {"startedAt": record.started_at}}
@@ -97,13 +106,17 @@ def container_status(record: ContainerRecord) -> dict[str, Any]:
         "imageID": "",
         "state": state,
         "lastState": {"terminated": record.last_terminated} if record.last_terminated else {},
-        "ready": record.state == RUNNING,
+        "ready": _ready(record, probe),
         "restartCount": record.restart_count,
-        "started": record.state == RUNNING,
+        "started": record.state == RUNNING and (probe is None or probe.started),
     }
     if record.container_id:
         status["containerID"] = record.container_id
     return status
+
+
+def _ready(record: ContainerRecord, probe: ProbeView | None) -> bool:
+    return record.state == RUNNING and (probe is None or probe.ready)
 
 
 def pod_phase(
@@ -126,7 +139,10 @@ def pod_phase(
 
 
 def _condition_values(
-    init: list[ContainerRecord], main: list[ContainerRecord], phase: str
+    init: list[ContainerRecord],
+    main: list[ContainerRecord],
+    phase: str,
+    probes: Mapping[str, ProbeView] | None = None,
 ) -> dict[str, tuple[str, str, str]]:
     """type -> (status, reason, message) before transition times are merged in."""
     terminal = phase in ("Succeeded", "Failed")
@@ -144,7 +160,7 @@ def _condition_values(
             f"containers with incomplete status: [{' '.join(pending_init)}]",
         )
     )
-    unready = [record.name for record in main if record.state != RUNNING]
+    unready = [record.name for record in main if not _ready(record, (probes or {}).get(record.name))]
     if not unready and not terminal:
         ready = ("True", "", "")
     elif phase == "Succeeded":
@@ -195,15 +211,20 @@ def pod_status(
     now: str,
     reason: str = "",
     message: str = "",
+    probes: Mapping[str, ProbeView] | None = None,
 ) -> dict[str, Any]:
-    """The whole ``status`` the process node owns (a strategic-merge patch body)."""
+    """The whole ``status`` the process node owns (a strategic-merge patch body); ``probes``:
+    container name -> what its probes say, for the containers that have probes."""
+    probes = probes or {}
     status: dict[str, Any] = {
         "phase": phase,
-        "conditions": merge_conditions(previous_conditions, _condition_values(init, main, phase), now),
+        "conditions": merge_conditions(
+            previous_conditions, _condition_values(init, main, phase, probes), now
+        ),
         "hostIP": facts.host_ip,
         "hostIPs": [{"ip": facts.host_ip}],
         "startTime": facts.start_time,
-        "containerStatuses": [container_status(record) for record in main],
+        "containerStatuses": [container_status(record, probes.get(record.name)) for record in main],
     }
     if facts.pod_ip:
         status["podIP"] = facts.pod_ip

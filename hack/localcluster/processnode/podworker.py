@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localcluster.processnode import killing, launcher
+from localcluster.processnode import killing, launcher, probes
 from localcluster.processnode.containerlogs import record_run_start
 from localcluster.processnode.containerplan import plan_launch
-from localcluster.processnode.envvars import EnvConfigError
+from localcluster.processnode.envvars import EnvConfigError, PodFacts
 from localcluster.processnode.hostsfile import HostsRegistry, pod_address
 from localcluster.processnode.ipam import AddressAllocator
 from localcluster.processnode.kube import ApiException, Kube
@@ -39,12 +39,14 @@ from localcluster.processnode.podstatus import (
     WAITING,
     ContainerRecord,
     PodFactsForStatus,
+    ProbeView,
     now_rfc3339,
     pod_phase,
     pod_status,
     terminated_state,
     will_restart,
 )
+from localcluster.processnode.projected import NodeServices, write_projected_volumes
 from localcluster.processnode.state import PodDirs, PodState, save
 from localcluster.processnode.statuswriter import StatusWriter
 
@@ -68,6 +70,7 @@ class NodeContext:
     hosts: HostsRegistry
     namespaces: bool
     shutdown_grace_seconds: float
+    services: NodeServices
 
 
 def _initial_records(spec: Mapping[str, Any]) -> list[ContainerRecord]:
@@ -102,6 +105,8 @@ class PodWorker:
         self._delete_sent = False
         self._frozen = False
         self._final_phase = ""
+        self._probers: dict[str, probes.ContainerProber] = {}
+        self._refresh_at: float | None = None  # when projected volumes (tokens) are written again
         self._state = recovered or PodState(uid=self.uid, namespace=meta["namespace"], name=meta["name"])
         conditions = list((pod.get("status") or {}).get("conditions") or [])
         self._status = StatusWriter(ctx.kube, meta["namespace"], meta["name"], self.uid, conditions)
@@ -192,6 +197,7 @@ class PodWorker:
                 self._finish_deletion(pod)
             elif not self._frozen:
                 self._check_deadline()
+                self._refresh_projected()
                 self._step()
                 self._after_step()
             elif self._final_phase and (self._status.last or {}).get("phase") != self._final_phase:
@@ -207,6 +213,7 @@ class PodWorker:
         return self._spec.get("restartPolicy") or "Always"
 
     def _step(self) -> None:
+        self._kill_unhealthy()
         self._reap()
         policy = self._policy()
         for record in self._records(init=True):
@@ -269,6 +276,7 @@ class PodWorker:
                 self._dirs,
                 self._ctx.namespaces,
                 self._lookup,
+                self._ctx.services,
             )
         except (EnvConfigError, ApiException) as error:
             record.state, record.reason = WAITING, "CreateContainerConfigError"
@@ -290,6 +298,9 @@ class PodWorker:
         record.state, record.reason, record.message = RUNNING, "", ""
         record.started_at, record.finished_at, record.exit_code = stamp, None, None
         record.container_id = f"processnode://{self.uid[:8]}-{record.name}-{proc.pid}"
+        if plan.refresh_at is not None:
+            self._refresh_at = min(self._refresh_at or plan.refresh_at, plan.refresh_at)
+        self._start_prober(container, proc.pid, plan.env)
         self._state.pids[record.name] = [proc.pid, killing.process_start_ticks(proc.pid) or 0]
         save(self._dirs, self._state)
         log.info(
@@ -334,9 +345,68 @@ class PodWorker:
         record.reason = "Completed" if code == 0 else "Error"
         record.finished_at = now_rfc3339()
         del self._procs[name]
+        prober = self._probers.pop(name, None)
+        if prober is not None:
+            prober.stop()
         self._state.pids.pop(name, None)
         save(self._dirs, self._state)
         log.info("container %s of %s/%s exited with %d", name, self._state.namespace, self._state.name, code)
+
+    # --- probes and projected volumes -------------------------------------------------------
+    def _start_prober(self, container: Mapping[str, Any], pid: int, env: Mapping[str, str]) -> None:
+        specs = probes.container_probes(container)
+        if not specs:
+            return
+        ports = {
+            port["name"]: int(port["containerPort"])
+            for port in container.get("ports") or []
+            if port.get("name")
+        }
+        target = probes.Target(pod_ip=self._state.ip, ports=ports, pid=pid, env=env)
+        where = f"{self._state.namespace}/{self._state.name}/{container['name']}"
+        prober = probes.ContainerProber(where, specs, target, self._wake.set)
+        self._probers[container["name"]] = prober
+        prober.start()
+
+    def _kill_unhealthy(self) -> None:
+        """Kill containers whose liveness (or startup) probe failed; the restart policy decides the rest."""
+        for name, prober in list(self._probers.items()):
+            proc = self._procs.get(name)
+            if not prober.failed or proc is None:
+                continue
+            log.info(
+                "%s/%s: %s; killing container %s",
+                self._state.namespace,
+                self._state.name,
+                prober.failed,
+                name,
+            )
+            spec = self._containers[name].get("livenessProbe") or {}
+            grace = spec.get(
+                "terminationGracePeriodSeconds", self._spec.get("terminationGracePeriodSeconds", 30)
+            )
+            killing.signal_group(proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + float(grace)
+            while time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+            killing.kill_everything(f"{self.uid}/{name}", [proc.pid])
+            proc.wait(timeout=10)
+            self._record_exit(name, proc)
+
+    def _refresh_projected(self) -> None:
+        """Write projected volumes again once their shortest-lived token is due (kubelet: at 80 %)."""
+        if self._refresh_at is None or time.time() < self._refresh_at:
+            return
+        facts = PodFacts(pod_ip=self._state.ip, host_ip=HOST_IP, node_name=self._ctx.node_name)
+        try:
+            written = write_projected_volumes(
+                self._pod, self._dirs.volume, facts, self._lookup, self._ctx.services.request_token
+            )
+        except (EnvConfigError, ApiException) as error:
+            log.warning("projected volumes of %s/%s not refreshed (retrying): %s", *self.pod_key, error)
+            self._refresh_at = time.time() + CONFIG_RETRY_SECONDS
+            return
+        self._refresh_at = written.refresh_at
 
     def _check_deadline(self) -> None:
         deadline = self._spec.get("activeDeadlineSeconds")
@@ -355,6 +425,8 @@ class PodWorker:
     # --- stopping -----------------------------------------------------------------------------
     def _terminate(self, grace: float) -> None:
         """SIGTERM every running container's group, wait up to ``grace``, then SIGKILL all."""
+        for prober in self._probers.values():
+            prober.stop()  # a container being stopped is no longer probed (nor killed for failing)
         for proc in self._procs.values():
             if proc.poll() is None:
                 killing.signal_group(proc.pid, signal.SIGTERM)
@@ -431,5 +503,6 @@ class PodWorker:
             now_rfc3339(),
             reason,
             message,
+            {name: ProbeView(ready=p.ready, started=p.started) for name, p in self._probers.items()},
         )
         return self._status.write(status, force)
