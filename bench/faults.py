@@ -13,16 +13,22 @@ the store is a private SeaweedFS — tests/integration/private_s3.py — that th
   again on the same checkpoint prefix, as the operator's next attempt would be. The trajectory
   (for each step, what the last run that executed it logged) must equal the reference's losses
   (rel 1e-5) and samples; ``samplesSeenTwice`` counts samples a trajectory used twice in an epoch.
-- ``s3Outages`` (``--outages``, default 5): the store is killed right after a checkpoint step (the
-  upload in flight), the trainer is SIGKILLed while the store is down (so that upload can never
-  finish), the store comes back and the trainer restarts. ``corruptCheckpointsResumed`` counts
-  resumes from a checkpoint that does not verify against its manifest (independently re-checked
-  here) or whose continued losses differ from the reference; ``uncommittedDirsLeft`` shows how
-  often the fault really hit mid-upload.
+- ``s3Outages`` (``--outages``, default 5): the store is killed at a checkpoint step and the
+  trainer is SIGKILLed once its checkpoint work is stuck on the dead store (a retry is logged), so
+  that upload can never finish; then the store comes back and the trainer restarts.
+  ``corruptCheckpointsResumed`` counts resumes from a checkpoint that does not verify against its
+  manifest (independently re-checked here) or whose continued losses differ from the reference;
+  ``uncommittedDirsLeft`` shows how often the fault really hit mid-upload.
 - ``s3Blips`` (same count): the store is killed for a while during a run that is *not* killed:
   the run must end with exit 0 (never 78) after logging retries.
+- ``operatorKills``: on the local cluster, the operator (a real process watching a fresh
+  namespace) is SIGKILLed at each distinct point of a pass by its test-only hook
+  (``finetune_operator.crashpoints``: before and after the status write, after creating the
+  Service, the spec ConfigMap, the attempt Job), then started again; once the job's pods run,
+  ``duplicateChildren`` counts Jobs, Services and ConfigMaps beyond one each and attempts beyond 1.
+  ``--no-operator`` skips this part (it needs the cluster, `make cluster-up`).
 
-Usage: python bench/faults.py [--seed 13] [--kills 10] [--outages 5]
+Usage: python bench/faults.py [--seed 13] [--kills 10] [--outages 5] [--no-operator]
 """
 
 from __future__ import annotations
@@ -147,7 +153,7 @@ class Campaign:
         return self.collect(code, log, samples)
 
     def run_until(self, config: Path, name: str, step: int, on_step: Any = None, timeout: float = 600) -> Run:
-        """Start a run; when it has logged ``step``, call ``on_step`` (or nothing), then SIGKILL it."""
+        """Start a run; when it has logged ``step``, call ``on_step(log)`` (if any), then SIGKILL it."""
         process, log, samples = self.start(config, name)
         deadline = time.monotonic() + timeout
         while process.poll() is None and self.logged_step(log) < step:
@@ -156,7 +162,7 @@ class Campaign:
                 raise RuntimeError(f"{name}: step {step} not reached in {timeout}s; see {log}")
             time.sleep(0.05)  # polling a log file for a condition, with a deadline
         if on_step is not None:
-            on_step()
+            on_step(log)
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
         code = process.wait(60)
@@ -210,6 +216,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--kills", type=int, default=10, help="worker kills at random steps")
     parser.add_argument("--outages", type=int, default=5, help="S3 outages mid-upload (and as many blips)")
+    parser.add_argument("--no-operator", action="store_true", help="skip the operator kills (no cluster)")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
 
@@ -218,6 +225,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from tests.integration.private_s3 import PrivateS3
 
     work = Path(tempfile.mkdtemp(prefix="faults-"))
+    operator_kills = None if args.no_operator else operator_campaign(work)
     server = PrivateS3(work / "s3")
     started = time.monotonic()
     try:
@@ -254,13 +262,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 }
             )
 
+        def stall_upload(log: Path) -> None:
+            """Kill the store, then wait until checkpoint work is stuck on it (a retry is logged)."""
+            before = sum(1 for r in campaign.records(log) if r.get("msg") == "storage error; retrying")
+            server.kill()
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and before == sum(
+                1 for r in campaign.records(log) if r.get("msg") == "storage error; retrying"
+            ):
+                time.sleep(0.05)
+
         outages = []
         for trial in range(args.outages):
             step = EVERY * rng.randint(1, TOTAL_STEPS // EVERY - 1)
             prefix = f"s3://{bucket}/faults/outage-{trial}"
             config = campaign.spec(prefix)
             report.progress(f"S3 outage {trial + 1}/{args.outages}: store killed at checkpoint step {step}")
-            first = campaign.run_until(config, f"outage-{trial}-a", step, on_step=server.kill)
+            first = campaign.run_until(config, f"outage-{trial}-a", step, on_step=stall_upload)
             server.start()
             uncommitted = count_uncommitted(server, prefix)
             second = campaign.run_to_end(config, f"outage-{trial}-b")
@@ -295,6 +313,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "kills": args.kills,
         "outages": args.outages,
         "seconds": round(time.monotonic() - started, 1),
+        "operatorKills": operator_kills,
         "workerKills": {
             "trials": kills,
             "lossCurvesDiffering": sum(1 for k in kills if k["lossStepsDiffering"]),
@@ -318,6 +337,66 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def operator_campaign(work: Path) -> dict[str, Any]:
+    """SIGKILL the operator at each crash point of a pass; count duplicate children afterwards."""
+    from bench.cluster_session import BenchCluster
+    from finetune_operator.crashpoints import ENV, POINTS
+    from localcluster.operator_process import OperatorProcess
+    from tests.plugins.operator import FineTuneJobs
+
+    trials = []
+    with BenchCluster() as cluster:
+        cluster.install_crds()
+        for point in POINTS:
+            namespace = f"faults-{point}-{uuid.uuid4().hex[:5]}"
+            report.progress(f"operator SIGKILLed at {point} (namespace {namespace})")
+            cluster.create_namespace(namespace)
+            log = work / f"operator-{point}.log"
+            operator = OperatorProcess({**cluster.env(), ENV: point}, namespace, log)
+            jobs = FineTuneJobs(cluster.api, namespace)
+            try:
+                operator.start()
+                jobs.create(jobs.manifest("crashy", workers=2, gpus=1, maxRestarts=2))
+                deadline = time.monotonic() + 120
+                while operator.process.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.05)  # waiting for the hook's SIGKILL, with a deadline
+                killed = operator.process.poll() == -signal.SIGKILL
+                operator.env.pop(ENV)
+                operator.start()
+                jobs.wait_pods_running("crashy", attempt=1, count=2, timeout=180)
+                status = jobs.wait_condition("crashy", "Running", timeout=120)
+                selector = "finetune.dev/job-name=crashy"
+                services = cluster.core.list_namespaced_service(namespace, label_selector=selector).items
+                maps = cluster.core.list_namespaced_config_map(namespace, label_selector=selector).items
+                attempt_jobs = jobs.jobs("crashy")
+                duplicates = (
+                    max(len(attempt_jobs) - 1, 0)
+                    + max(len(services) - 1, 0)
+                    + max(len(maps) - 1, 0)
+                    + max(int(status.get("attempt") or 1) - 1, 0)
+                )
+                trials.append(
+                    {
+                        "point": point,
+                        "killedThere": killed,
+                        "jobs": sorted(j.metadata.name for j in attempt_jobs),
+                        "services": len(services),
+                        "configMaps": len(maps),
+                        "attempt": status.get("attempt"),
+                        "restarts": status.get("restarts"),
+                        "duplicateChildren": duplicates,
+                    }
+                )
+            finally:
+                operator.stop()
+                cluster.core.delete_namespace(namespace, propagation_policy="Background")
+    return {
+        "trials": trials,
+        "killedAtTheirPoint": sum(1 for t in trials if t["killedThere"]),
+        "duplicateChildren": sum(t["duplicateChildren"] for t in trials),
+    }
 
 
 def count_uncommitted(server: Any, prefix: str) -> int:
@@ -365,7 +444,13 @@ def blip(
 def summary_table(result: dict[str, Any]) -> str:
     k, o, b = result["workerKills"], result["s3Outages"], result["s3Blips"]
     kills, outages = f"(x{result['kills']})", f"(x{result['outages']})"
-    rows = [
+    rows = []
+    if result.get("operatorKills"):
+        ok = result["operatorKills"]
+        points = len(ok["trials"])
+        rows.append([f"operator SIGKILLed at each point of a pass (x{points})", "duplicate children",
+                     ok["duplicateChildren"]])  # fmt: skip
+    rows += [
         [f"worker killed at a random step {kills}", "resumed loss curves differing",
          k["lossCurvesDiffering"]],
         ["", "samples seen twice in an epoch", k["samplesSeenTwice"]],
