@@ -7,9 +7,9 @@ as the pod), hostPath (the host directory itself), configMap and secret (files w
 at container start), and persistentVolumeClaim as a kubelet resolves it: the claim must be
 Bound, and its PersistentVolume must be a ``hostPath`` or ``local`` volume, whose directory is
 then mounted (anything else, or an unbound claim, is a CreateContainerConfigError naming the
-claim, retried like a missing Secret). Other volume types (projected service-account tokens,
-downwardAPI) are skipped with a log line; a pod on the process node does not need API
-credentials (D6). ``readOnly`` mounts (and read-only claims) are bind-mounted read-only.
+claim, retried like a missing Secret). ``projected`` and ``downwardAPI`` volumes (the
+ServiceAccount token a pod's in-cluster client uses) are written by ``projected``; other volume
+types are skipped with a log line. ``readOnly`` mounts (and read-only claims) are bind-mounted read-only.
 """
 
 from __future__ import annotations
