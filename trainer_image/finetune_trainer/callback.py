@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -31,6 +32,27 @@ log = logging.getLogger(__name__)
 
 def save_due(step: int, every_steps: int | None) -> bool:
     return bool(every_steps) and step > 0 and step % int(every_steps) == 0
+
+
+def best_metric_after(
+    previous: float | None, metrics: Mapping[str, Any], args: TrainingArguments
+) -> float | None:
+    """The best metric including the evaluation whose `metrics` these are.
+
+    HF's Trainer updates `state.best_metric` (`_determine_best_metric`) only after `on_evaluate`
+    returns, so in `on_evaluate` the state still holds the best before this evaluation. This applies
+    the same rule (metric_for_best_model, greater_is_better) so the gauge is current at once.
+    """
+    name = args.metric_for_best_model
+    if not name:
+        return previous
+    value = metrics.get(name if name.startswith("eval_") else f"eval_{name}")
+    if not isinstance(value, int | float) or math.isnan(float(value)):
+        return previous
+    if previous is None:
+        return float(value)
+    better = value > previous if args.greater_is_better else value < previous
+    return float(value) if better else previous
 
 
 class TrainerBridge(TrainerCallback):
@@ -138,6 +160,9 @@ class TrainerBridge(TrainerCallback):
             metrics["eval_perplexity"] = perplexity(float(metrics["eval_loss"]))
         if self.world.is_main and metrics and self.metrics is not None:
             self._update_metrics(metrics, state)
+            best = best_metric_after(state.best_metric, metrics, args)
+            if best is not None:
+                self.metrics.best_metric.set(best)
         return control
 
     def _update_metrics(self, values: dict[str, Any], state: TrainerState) -> None:
