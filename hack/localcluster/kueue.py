@@ -12,13 +12,19 @@ How it runs here, without a registry or in-cluster Services:
 - The webhooks are the release's ``manifests.yaml`` with ``clientConfig.service`` replaced by
   ``url: https://127.0.0.1:<port><path>`` and the cluster CA as ``caBundle``; Kueue serves them with
   ``pki/kueue-webhook.crt`` (internal cert management off). Loopback only (D9).
+- Only the webhooks of the ``batch/job`` integration and of Kueue's own objects are installed, and
+  every one is scoped to namespaces labelled ``localcluster.finetune.dev/kueue=enabled``
+  (:data:`NAMESPACE_LABEL`, see :func:`enable_namespace`); Kueue manages Jobs only there too
+  (``managedJobsNamespaceSelector``). The webhooks fail closed, so unscoped they would refuse every
+  Job of every test while Kueue is down; scoped, Kueue may run (or not) on the shared cluster while
+  other tests create Jobs, and only namespaces that opted in depend on it.
 - Kueue runs with the admin kubeconfig, no leader election, only the ``batch/job`` integration, and
   metrics/health on 127.0.0.1 ports of the cluster's block.
 
 :func:`ensure_kueue` installs and starts it on a running cluster (measured: about 5 s until ready
 and the queues accepted, CRDs already present); `down` stops it with the rest. It is not started
-by the default `up`: its webhooks (failurePolicy Fail) would then sit in front of every Job of
-every test.
+by the default `up` (it costs start-up time and a watch of every Job and pod, and only the Kueue
+tests need it); ``python -m localcluster.kueue`` starts it by hand.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import shutil
 import subprocess
 import time
@@ -37,7 +44,8 @@ import yaml
 
 from localcluster import processes
 from localcluster.binaries import ensure_binaries
-from localcluster.config import KUEUE_VERSION, ClusterConfig
+from localcluster.config import KUEUE_VERSION, ClusterConfig, load_config
+from localcluster.kubeconfig import parse_env
 from localcluster.processes import DaemonSpec
 from localcluster.waiting import StopWaiting, wait_until
 
@@ -46,8 +54,14 @@ log = logging.getLogger(__name__)
 KUEUE_MODULE = "sigs.k8s.io/kueue"
 KUEUE_NAMESPACE = "kueue-system"
 FLAVOR = "gpu-h100"
+PROCESS_NODE_FLAVOR = "process-node"
 CLUSTER_QUEUE = "gpu-cluster-queue"
 LOCAL_QUEUE = "gpu-queue"
+NAMESPACE_LABEL = "localcluster.finetune.dev/kueue"
+"""Kueue's webhooks and job management apply only in namespaces with this label set to ``enabled``."""
+NAMESPACE_SELECTOR = {"matchLabels": {NAMESPACE_LABEL: "enabled"}}
+WEBHOOK_API_GROUPS = frozenset({"batch", "kueue.x-k8s.io"})
+"""The webhooks installed: the batch/job integration's and those of Kueue's own objects."""
 
 
 def module_dir(config: ClusterConfig) -> Path:
@@ -69,15 +83,24 @@ def module_dir(config: ClusterConfig) -> Path:
 
 
 def loopback_webhooks(manifests: list[dict[str, Any]], port: int, ca_bundle: bytes) -> list[dict[str, Any]]:
-    """The release's webhook configurations, pointed at 127.0.0.1:``port`` and trusting our CA."""
+    """The release's webhook configurations for Jobs and Kueue's objects, pointed at
+    127.0.0.1:``port``, trusting our CA, and scoped to namespaces that opted in (NAMESPACE_SELECTOR;
+    cluster-scoped objects such as ClusterQueues are matched whatever the selector)."""
     bundle = base64.b64encode(ca_bundle).decode()
     result = []
     for manifest in manifests:
         manifest = json.loads(json.dumps(manifest))
         manifest["metadata"]["name"] = "kueue-" + manifest["metadata"]["name"]
-        for hook in manifest.get("webhooks") or []:
+        hooks = [
+            hook
+            for hook in manifest.get("webhooks") or []
+            if any(WEBHOOK_API_GROUPS & set(rule.get("apiGroups") or ()) for rule in hook.get("rules") or ())
+        ]
+        for hook in hooks:
             path = hook["clientConfig"]["service"]["path"]
             hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": bundle}
+            hook["namespaceSelector"] = json.loads(json.dumps(NAMESPACE_SELECTOR))
+        manifest["webhooks"] = hooks
         result.append(manifest)
     return result
 
@@ -98,18 +121,19 @@ def kueue_configuration(config: ClusterConfig) -> dict[str, Any]:
         "leaderElection": {"leaderElect": False},
         "internalCertManagement": {"enable": False},
         "manageJobsWithoutQueueName": False,
+        "managedJobsNamespaceSelector": NAMESPACE_SELECTOR,
         "integrations": {"frameworks": ["batch/job"]},
         "clientConnection": {"qps": 100, "burst": 200},
     }
 
 
-def queue_objects(gpus: int) -> list[dict[str, Any]]:
-    """A ResourceFlavor for the KWOK GPU nodes, a ClusterQueue with ``gpus`` GPUs, a LocalQueue.
+def flavors() -> list[dict[str, Any]]:
+    """ResourceFlavors: the KWOK GPU nodes, and the process node (pods that really run).
 
-    The ClusterQueue preempts lower-priority workloads within itself, so a higher-priority job can
-    take the GPUs of a running lower one (the preemption path the operator must survive).
+    Kueue writes the admitted flavor's nodeLabels into the pod template, so each flavor names
+    exactly the nodes its pods may land on; a process-node job admitted under the GPU flavor would
+    be pinned to KWOK nodes and never run.
     """
-    cpu_memory = [{"name": "cpu", "nominalQuota": "10000"}, {"name": "memory", "nominalQuota": "100Ti"}]
     return [
         {
             "apiVersion": "kueue.x-k8s.io/v1beta2",
@@ -119,34 +143,96 @@ def queue_objects(gpus: int) -> list[dict[str, Any]]:
         },
         {
             "apiVersion": "kueue.x-k8s.io/v1beta2",
-            "kind": "ClusterQueue",
-            "metadata": {"name": CLUSTER_QUEUE},
-            "spec": {
-                "namespaceSelector": {},
-                "preemption": {"withinClusterQueue": "LowerPriority"},
-                "resourceGroups": [
-                    {
-                        "coveredResources": ["cpu", "memory", "nvidia.com/gpu"],
-                        "flavors": [
-                            {
-                                "name": FLAVOR,
-                                "resources": [*cpu_memory, {"name": "nvidia.com/gpu", "nominalQuota": gpus}],
-                            }
-                        ],
-                    }
-                ],
-            },
+            "kind": "ResourceFlavor",
+            "metadata": {"name": PROCESS_NODE_FLAVOR},
+            "spec": {"nodeLabels": {"finetune.dev/process-node": "true"}},
         },
     ]
 
 
-def local_queue(namespace: str, name: str = LOCAL_QUEUE) -> dict[str, Any]:
+def cluster_queue(
+    name: str, flavor: str, quota: dict[str, str | int], namespace_selector: dict[str, Any]
+) -> dict[str, Any]:
+    """A ClusterQueue with one flavor: ``quota`` for the scarce resources, plenty of the others.
+
+    It preempts lower-priority workloads within itself, so a higher-priority job can take the
+    resources of a running lower one (the preemption path the operator must survive). It covers
+    every resource our pods request: a Workload asking for a resource its ClusterQueue does not list
+    is never admitted, and our workers request ephemeral-storage (their scratch space) as well as
+    cpu, memory and GPUs.
+    """
+    amounts: dict[str, str | int] = {
+        "cpu": "10000",
+        "memory": "100Ti",
+        "ephemeral-storage": "100Ti",
+        "nvidia.com/gpu": 10000,
+        **quota,
+    }
+    return {
+        "apiVersion": "kueue.x-k8s.io/v1beta2",
+        "kind": "ClusterQueue",
+        "metadata": {"name": name},
+        "spec": {
+            "namespaceSelector": namespace_selector,
+            "preemption": {"withinClusterQueue": "LowerPriority"},
+            "resourceGroups": [
+                {
+                    "coveredResources": list(amounts),
+                    "flavors": [
+                        {
+                            "name": flavor,
+                            "resources": [
+                                {"name": resource, "nominalQuota": amount}
+                                for resource, amount in amounts.items()
+                            ],
+                        }
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def queue_objects(gpus: int) -> list[dict[str, Any]]:
+    """The ResourceFlavors and the shared ClusterQueue of ``gpus`` GPUs on the KWOK nodes."""
+    return [*flavors(), cluster_queue(CLUSTER_QUEUE, FLAVOR, {"nvidia.com/gpu": gpus}, {})]
+
+
+def local_queue(namespace: str, name: str = LOCAL_QUEUE, queue: str = CLUSTER_QUEUE) -> dict[str, Any]:
+    """A LocalQueue of ClusterQueue ``queue`` in ``namespace`` (FineTuneJobs name it in their label)."""
     return {
         "apiVersion": "kueue.x-k8s.io/v1beta2",
         "kind": "LocalQueue",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"clusterQueue": CLUSTER_QUEUE},
+        "spec": {"clusterQueue": queue},
     }
+
+
+def namespace_queues(
+    namespace: str, flavor: str, quota: dict[str, str | int], name: str = LOCAL_QUEUE
+) -> list[dict[str, Any]]:
+    """A ClusterQueue ``cq-<namespace>`` with ``quota`` that serves only ``namespace``, and its
+    LocalQueue ``name`` there.
+
+    Why one per namespace: tests in parallel (and several test sessions on the shared cluster) each
+    get their own quota, so one test's gangs never take another's resources or preempt them.
+    """
+    queue = f"cq-{namespace}"
+    selector = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+    return [cluster_queue(queue, flavor, quota, selector), local_queue(namespace, name, queue)]
+
+
+def enable_namespace(config: ClusterConfig, env: dict[str, str], namespace: str) -> None:
+    """Label ``namespace`` so Kueue's webhooks and job management apply to it (NAMESPACE_LABEL)."""
+    result = subprocess.run(
+        [str(config.kubectl), "label", "--overwrite", "namespace", namespace, f"{NAMESPACE_LABEL}=enabled"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"kubectl label namespace {namespace} failed: {result.stderr.strip()}")
 
 
 def cert_dir(config: ClusterConfig) -> Path:
@@ -222,7 +308,18 @@ def _kubectl_apply(
 def install(config: ClusterConfig, env: dict[str, str]) -> None:
     """CRDs, webhook configurations and the kueue-system namespace (idempotent, server-side apply)."""
     source = module_dir(config)
-    _kubectl_apply(config, env, None, "-f", str(source / "config" / "components" / "crd" / "bases"))
+    crds = source / "config" / "components" / "crd" / "bases"
+    _kubectl_apply(config, env, None, "-f", str(crds))
+    # Kueue exits at start-up when its kinds are not served yet (a fresh cluster's first install).
+    result = subprocess.run(
+        [str(config.kubectl), "wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"Kueue's CRDs were not established within 60 s: {result.stderr.strip()}")
     manifests = [
         doc
         for doc in yaml.safe_load_all((source / "config/components/webhook/manifests.yaml").read_text())
@@ -242,7 +339,13 @@ def start(config: ClusterConfig) -> None:
 
 
 def apply_queues(config: ClusterConfig, env: dict[str, str], gpus: int) -> None:
+    """The ResourceFlavor and the shared ClusterQueue with ``gpus`` GPUs (server-side apply)."""
     _kubectl_apply(config, env, queue_objects(gpus), "-f", "-")
+
+
+def apply_objects(config: ClusterConfig, env: dict[str, str], documents: list[dict[str, Any]]) -> None:
+    """Server-side apply of Kueue objects (e.g. :func:`namespace_queues`)."""
+    _kubectl_apply(config, env, documents, "-f", "-")
 
 
 def healthy(config: ClusterConfig) -> bool:
@@ -284,3 +387,23 @@ def _try_apply_queues(config: ClusterConfig, env: dict[str, str], gpus: int) -> 
         log.info("queues not accepted yet: %s", error)
         return False
     return True
+
+
+def main() -> int:
+    """``python -m localcluster.kueue``: start Kueue on the running local cluster, by hand."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = load_config()
+    if not config.env_file.exists():
+        raise SystemExit(f"no cluster at {config.state_dir}: run `make cluster-up` first")
+    env = {**os.environ, **parse_env(config.env_file.read_text(), os.environ.get("PATH", ""))}
+    seconds = ensure_kueue(config, env)
+    print(
+        f"kueue {KUEUE_VERSION} ready in {seconds}s; ClusterQueue {CLUSTER_QUEUE}. In a namespace: "
+        f"kubectl label namespace NS {NAMESPACE_LABEL}=enabled, then create LocalQueue {LOCAL_QUEUE} "
+        f"(spec.clusterQueue: {CLUSTER_QUEUE}) and label FineTuneJobs kueue.x-k8s.io/queue-name={LOCAL_QUEUE}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -31,6 +31,11 @@ MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT_SECONDS = 30.0
 """Upper bound of one API call (connect + response); generous for a loaded API server."""
 TIMEOUT = {"_request_timeout": REQUEST_TIMEOUT_SECONDS}
+KUEUE_GROUP = "kueue.x-k8s.io"
+KUEUE_WORKLOAD_VERSIONS = ("v1beta2", "v1beta1")
+"""Tried in this order: v1beta2 is Kueue's storage version since v0.15; v1beta1 for older Kueues."""
+KUEUE_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
+"""Kueue labels the Workload it makes for a Job with the Job's uid."""
 
 
 async def raw(call: Any, *args: Any, **kwargs: Any) -> bytes:
@@ -204,6 +209,30 @@ class Kube:
         except ApiException as error:
             if error.status != 404:
                 raise
+
+    # --- Kueue ----------------------------------------------------------------------------------
+    async def kueue_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]] | None:
+        """The Kueue Workloads made for the Job with `job_uid` (Kueue labels them with it); None when
+        Kueue's API is not installed or we may not list it (reading Kueue is best-effort)."""
+        for version in KUEUE_WORKLOAD_VERSIONS:
+            try:
+                found = await self.custom.list_namespaced_custom_object(
+                    KUEUE_GROUP,
+                    version,
+                    namespace,
+                    "workloads",
+                    label_selector=f"{KUEUE_JOB_UID_LABEL}={job_uid}",
+                    **TIMEOUT,
+                )
+            except ApiException as error:
+                if error.status == 404:  # this version is not served (or no Kueue at all)
+                    continue
+                if error.status == 403:
+                    logger.debug("may not list Kueue workloads in %s: %s", namespace, error.reason)
+                    return None
+                raise
+            return list(found.get("items") or [])
+        return None
 
     # --- events ----------------------------------------------------------------------------------
     async def post_event(

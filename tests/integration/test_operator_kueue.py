@@ -1,43 +1,68 @@
-"""Kueue's gang admission, exercised through the real Job API the way Kueue drives it.
+"""Gang admission by the real Kueue controller (v0.19.2) on the local cluster.
 
-There is no Kueue controller on the local cluster (no image registry), so the test makes the two
-API writes Kueue makes on a Job carrying `kueue.x-k8s.io/queue-name`: it leaves the Job suspended
-while the workload waits for quota, then admits the whole gang by setting `spec.suspend: false`, and
-later preempts it by setting `spec.suspend: true` again. The operator must create the Job suspended,
-show Suspended with the Job's own reason while queued, run the gang once admitted, and treat a
-preemption by the queue like any other disruption (not counted against maxRestarts).
+Two FineTuneJobs of 2 workers x 8 GPUs against a ClusterQueue of 16 GPUs: Kueue admits the first
+(unsuspends its attempt Job, the whole gang runs on the KWOK GPU nodes) and holds the second back.
+The operator must create both attempt Jobs suspended, leave the second `Suspended` with Kueue's own
+reason (read from the Workload Kueue made for its Job) instead of the Job controller's "Job
+suspended", and run it once the first job is gone and Kueue admits it. Nothing here flips
+`spec.suspend` by hand: every admission is Kueue's.
+
+The preemption path (a higher-priority job evicts a running one, which commits a checkpoint and
+resumes from it) trains for real and is in tests/e2e/test_kueue_preemption_e2e.py.
 """
 
 from __future__ import annotations
 
 import pytest
-from kubernetes import client
+
+from localcluster.kueue import FLAVOR
 
 pytestmark = pytest.mark.cluster
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 
-def test_queued_job_waits_suspended_and_runs_when_admitted(operator, finetunejobs, api_client):
-    batch = client.BatchV1Api(api_client)
-    finetunejobs.create(finetunejobs.manifest("queued", workers=2, gpus=8, labels={QUEUE_LABEL: "team-a"}))
+def suspended_condition(status: dict) -> dict:
+    return next((c for c in status.get("conditions") or [] if c["type"] == "Suspended"), {})
 
-    status = finetunejobs.wait_condition("queued", "Suspended")
-    suspended = next(c for c in status["conditions"] if c["type"] == "Suspended")
-    job = batch.read_namespaced_job("queued-a1", finetunejobs.namespace)
-    assert job.spec.suspend is True and job.metadata.labels[QUEUE_LABEL] == "team-a"
-    assert suspended["reason"] == "JobSuspended", suspended  # the Job controller's reason, as Kueue leaves it
-    assert not finetunejobs.pods("queued")
 
-    batch.patch_namespaced_job("queued-a1", finetunejobs.namespace, {"spec": {"suspend": False}})  # admit
-    finetunejobs.wait_pods_running("queued", attempt=1, count=2)
-    status = finetunejobs.wait_condition("queued", "Running")
-    assert next(c for c in status["conditions"] if c["type"] == "Suspended")["status"] == "False"
+def waits_for_quota(status: dict) -> bool:
+    """Suspended, in Kueue's words about the quota (not the Job controller's "Job suspended")."""
+    suspended = suspended_condition(status)
+    message = suspended.get("message") or ""
+    return suspended.get("status") == "True" and "Kueue" in message and "insufficient" in message
 
-    batch.patch_namespaced_job("queued-a1", finetunejobs.namespace, {"spec": {"suspend": True}})  # preempt
+
+def test_two_gangs_over_the_gpu_quota_one_runs_the_other_waits_with_kueues_reason(
+    operator, finetunejobs, kueue_queue
+):
+    queue = kueue_queue(FLAVOR, {"nvidia.com/gpu": 16})
+    labels = {QUEUE_LABEL: queue}
+
+    finetunejobs.create(finetunejobs.manifest("first", workers=2, gpus=8, labels=labels))
+    finetunejobs.wait_pods_running("first", attempt=1, count=2)  # Kueue admitted the whole gang
+    status = finetunejobs.wait_condition("first", "Running")
+    assert suspended_condition(status)["status"] == "False"
+
+    finetunejobs.create(finetunejobs.manifest("second", workers=2, gpus=8, labels=labels))
     status = finetunejobs.wait_status(
-        "queued", lambda s: (s.get("attempt") or 0) >= 2, "a new attempt after the queue preempted the gang"
+        "second", waits_for_quota, "Suspended with Kueue's words about the quota"
     )
-    assert status["restarts"]["failures"] == 0 and status["restarts"]["preemptions"] == 1
-    finetunejobs.wait_condition("queued", "Suspended")
-    assert batch.read_namespaced_job("queued-a2", finetunejobs.namespace).spec.suspend is True
+    suspended = suspended_condition(status)
+    running = next(c for c in status["conditions"] if c["type"] == "Running")
+    print("second job:", suspended["reason"], "-", suspended["message"])
+    assert suspended["reason"] == "Pending", suspended
+    assert "nvidia.com/gpu" in suspended["message"] and FLAVOR in suspended["message"], suspended
+    assert running["status"] == "False" and running["reason"] == "Queued"
+    job = finetunejobs.batch.read_namespaced_job("second-a1", finetunejobs.namespace)
+    assert job.spec.suspend is True and job.metadata.labels[QUEUE_LABEL] == queue
+    assert not finetunejobs.pods("second")
+    assert status["restarts"] == {"total": 0, "preemptions": 0, "failures": 0}
+
+    # The first job goes; its GPUs come back to the queue and Kueue admits the second gang.
+    finetunejobs.delete("first")
+    finetunejobs.wait_pods_running("second", attempt=1, count=2)
+    status = finetunejobs.wait_condition("second", "Running")
+    suspended = suspended_condition(status)
+    assert suspended["status"] == "False" and suspended["reason"] == "Resumed", suspended
+    assert status["attempt"] == 1 and status["restarts"]["total"] == 0

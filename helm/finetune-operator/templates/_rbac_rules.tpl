@@ -56,6 +56,12 @@ status subresource, never spec or metadata), pod create or delete (the Job contr
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# Kueue's Workload of a queued attempt Job, listed by Kueue's job-uid label, so the FineTuneJob's
+# Suspended condition carries Kueue's own reason (quota short, preempted). Read-only; harmless
+# without Kueue (the operator then keeps the Job's words).
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list"]
 {{- end }}
 
 {{- define "finetune-operator.peeringRule" -}}

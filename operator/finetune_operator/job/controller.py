@@ -37,6 +37,7 @@ from finetune_operator.expectations import Expectations
 from finetune_operator.job.assembly import invalid_spec_status
 from finetune_operator.job.cache import ChildCache, group_by_attempt
 from finetune_operator.job.jobview import InvalidSpecError, JobView
+from finetune_operator.job.kueue import QUEUE_RECHECK_SECONDS, admission_words, queued_job
 from finetune_operator.job.plan import (
     CreateConfigMap,
     CreateJob,
@@ -138,6 +139,8 @@ class Controller:
         self._views: dict[Key, tuple[tuple[str, int], JobView]] = {}
         self._rejected: dict[Key, tuple[str, str]] = {}
         """key -> (job uid, message) of a child the API refused for good; read by the next pass."""
+        self._queue_words: dict[Key, tuple[str, str, datetime.datetime, tuple[str, str] | None]] = {}
+        """key -> (attempt Job uid, its resourceVersion, read at, Kueue's words) of a queued job."""
         self.pool = ReconcilePool(
             self.reconcile,
             concurrency=settings.reconcile_workers,
@@ -177,6 +180,7 @@ class Controller:
             self._non_finite,
             self._rejected,
             self._views,
+            self._queue_words,
         ):
             memory.pop(key, None)  # type: ignore[attr-defined]
 
@@ -240,6 +244,7 @@ class Controller:
 
         observed = self.children.observe(key, job.uid)
         observed = await self.observe_progress(job, observed, now)
+        observed = await self.observe_queue(key, observed, now)
         rejected = self._rejected.get(key)
         if rejected is not None and rejected[0] == job.uid:
             observed = dataclasses.replace(observed, child_rejected=rejected[1])
@@ -302,7 +307,35 @@ class Controller:
             delays.append(self.poller.seconds_until_due(key, self.clock()) + 0.05)
         if coalesced is not None:
             delays.append(coalesced)
+        if observed.queue_words is not None or queued_job(observed.jobs) is not None:
+            delays.append(QUEUE_RECHECK_SECONDS + 0.05)  # Kueue's changes bring no event of ours
         return min(delays)
+
+    async def observe_queue(self, key: Key, observed: Observed, now: datetime.datetime) -> Observed:
+        """Add Kueue's words about the queued current attempt (job/kueue.py), read from its Workload
+        when the Job changed or the last read is QUEUE_RECHECK_SECONDS old; best-effort."""
+        job_obj = queued_job(observed.jobs)
+        if job_obj is None:
+            self._queue_words.pop(key, None)
+            return observed
+        metadata = job_obj.get("metadata") or {}
+        uid, version = str(metadata.get("uid") or ""), str(metadata.get("resourceVersion") or "")
+        held = self._queue_words.get(key)
+        fresh = held is not None and (now - held[2]).total_seconds() < QUEUE_RECHECK_SECONDS
+        if held is not None and fresh and held[:2] == (uid, version):
+            return dataclasses.replace(observed, queue_words=held[3])
+        try:
+            workloads = await self.kube.kueue_workloads(key[0], uid)
+        except (ApiException, OSError, TimeoutError) as error:
+            logger.info(
+                "could not read Kueue's workload: %s",
+                api_message(error) if isinstance(error, ApiException) else error,
+                extra={"namespace": key[0], "job": key[1]},
+            )
+            workloads = None
+        words = admission_words(workloads or ())
+        self._queue_words[key] = (uid, version, now, words)
+        return dataclasses.replace(observed, queue_words=words)
 
     async def observe_progress(self, job: JobView, observed: Observed, now: datetime.datetime) -> Observed:
         """Add rank 0's progress (scraped when due, D6) and the checkpoint event rate limit."""

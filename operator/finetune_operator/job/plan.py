@@ -33,6 +33,8 @@ class Observed:
     """False while the CheckpointCommitted event is rate-limited."""
     child_rejected: str | None = None
     """The API's message when it refused to create a child for good (a 4xx; see job/policy.py)."""
+    queue_words: tuple[str, str] | None = None
+    """Kueue's (reason, message) for the queued current attempt, from its Workload (job/kueue.py)."""
 
 
 @dataclasses.dataclass(frozen=True)

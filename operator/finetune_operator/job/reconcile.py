@@ -297,8 +297,10 @@ class _Pass:
         elif verdict is Verdict.DISRUPTED:
             self.restart_after_disruption(outcome)
         elif verdict is Verdict.QUEUED:
-            self.want(cond.SUSPENDED, "True", outcome.reason, outcome.message)
-            self.want(cond.RUNNING, "False", "Queued", outcome.message)
+            # Kueue's own words (its Workload's conditions) explain more than the Job's "Job suspended".
+            reason, message = self.observed.queue_words or (outcome.reason, outcome.message)
+            self.want(cond.SUSPENDED, "True", reason, message)
+            self.want(cond.RUNNING, "False", "Queued", message)
         elif verdict is Verdict.UNSCHEDULABLE:
             previous = self.current(cond.RUNNING) or {}
             if previous.get("reason") != "Unschedulable":
