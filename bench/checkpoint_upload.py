@@ -19,7 +19,7 @@ cluster's S3 binary and flags, its own port block, so nothing else on the machin
 
 Rounds alternate the variants to spread the machine's noise; medians are reported.
 
-Usage: python bench/checkpoint_upload.py [--rounds 5] [--scale 1.0]
+Usage: python bench/checkpoint_upload.py [--rounds 5] [--scale 1.0] [--bucket-uri s3://bucket/prefix]
 """
 
 from __future__ import annotations
@@ -82,12 +82,12 @@ def sequential_upload_seconds(source: Path, uri: str) -> float:
     from finetune_trainer import storage
 
     # The client options of that time: payload signing on (the default over plain http).
-    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
     fs = fsspec.filesystem(
         "s3",
         use_listings_cache=False,
-        client_kwargs={"endpoint_url": endpoint},
-        config_kwargs={"s3": {"addressing_style": "path"}},
+        client_kwargs={"endpoint_url": endpoint} if endpoint else {},
+        config_kwargs={"s3": {"addressing_style": "path"}} if endpoint else {},
         skip_instance_cache=True,
     )
     started = time.monotonic()
@@ -161,20 +161,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scale", type=float, default=1.0, help="checkpoint size factor (1.0: 25 MiB)")
+    parser.add_argument(
+        "--bucket-uri",
+        help="upload to this s3://bucket/prefix (credentials and endpoint from the AWS_* variables) "
+        "instead of a private SeaweedFS",
+    )
     args = parser.parse_args(argv)
 
     from tests.integration.private_s3 import PrivateS3
 
     work = Path(tempfile.mkdtemp(prefix="bench-ckpt-upload-"))
-    server = PrivateS3(work / "s3")
+    server = None if args.bucket_uri else PrivateS3(work / "s3")
     try:
-        report.progress(f"starting a private S3 at {server.endpoint}")
-        server.start()
-        os.environ.update(server.env())
+        if server is not None:
+            report.progress(f"starting a private S3 at {server.endpoint}")
+            server.start()
+            os.environ.update(server.env())
+            base = f"s3://{server.bucket}/bench-upload/{uuid.uuid4().hex[:8]}"
+        else:
+            base = f"{args.bucket_uri.rstrip('/')}/bench-upload/{uuid.uuid4().hex[:8]}"
         source = work / "local" / "source"
         size = write_checkpoint(source, args.scale)
         mib = size / 2**20
-        base = f"s3://{server.bucket}/bench-upload/{uuid.uuid4().hex[:8]}"
         loop = StepLoop()
         copy_s, seq_s, ours_s = [], [], []
         step_alone, step_seq, step_ours = [], [], []
@@ -194,7 +202,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ours_s.append(seconds)
             step_alone.append(loop.alone())
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     def rate(seconds: list[float]) -> float:
