@@ -4,7 +4,11 @@ Why: "our trainer" adds a callback (stop flag all-reduce, metrics, checkpoint sc
 logs and its data pipeline on top of HF's Trainer. This script trains the same model on the same
 data for the same steps with nothing added, so steps/s ours / steps/s this is our overhead.
 
-Usage: python bench/plain_hf_train.py MODEL_DIR TRAIN_JSONL STEPS BATCH LOGGING_STEPS OUT_DIR
+The optimizer is a parameter (default ``adamw_torch_fused``) because it dominates a tiny model's
+step on CPU (the fused kernel against a per-tensor loop): both sides of a comparison must use the
+same one, or the ratio measures the optimizer instead of our overhead.
+
+Usage: python bench/plain_hf_train.py MODEL_DIR TRAIN_JSONL STEPS BATCH LOGGING_STEPS OUT_DIR [OPTIM]
 Prints one JSON line: {"train_runtime_seconds": ..., "global_step": ...}.
 """
 
@@ -16,7 +20,15 @@ import sys
 import time
 
 
-def main(model_dir: str, train_file: str, steps: int, batch: int, logging_steps: int, out_dir: str) -> None:
+def main(
+    model_dir: str,
+    train_file: str,
+    steps: int,
+    batch: int,
+    logging_steps: int,
+    out_dir: str,
+    optim: str = "adamw_torch_fused",
+) -> None:
     import torch
     from transformers import (
         AutoModelForSequenceClassification,
@@ -41,6 +53,7 @@ def main(model_dir: str, train_file: str, steps: int, batch: int, logging_steps:
         max_steps=steps,
         per_device_train_batch_size=batch,
         learning_rate=5e-3,
+        optim=optim,
         seed=0,
         save_strategy="no",
         eval_strategy="no",
@@ -65,4 +78,5 @@ def main(model_dir: str, train_file: str, steps: int, batch: int, logging_steps:
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model_dir, train_file, steps, batch, logging_steps, out_dir = sys.argv[1:7]
-    main(model_dir, train_file, int(steps), int(batch), int(logging_steps), out_dir)
+    optim = sys.argv[7] if len(sys.argv) > 7 else "adamw_torch_fused"
+    main(model_dir, train_file, int(steps), int(batch), int(logging_steps), out_dir, optim)

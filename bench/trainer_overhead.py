@@ -38,6 +38,7 @@ from bench.cluster_session import BenchCluster
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BATCH = 8
+OPTIMIZER = "adamw_torch_fused"  # the same on both sides (see bench/plain_hf_train.py)
 
 
 def prepare(work: Path, hidden: int, layers: int, records: int) -> tuple[Path, Path]:
@@ -76,6 +77,7 @@ def ours_spec(model: Path, data: Path, out_uri: str, ckpt_uri: str, steps: int, 
             "maxSteps": steps,
             "batchSizePerDevice": BATCH,
             "learningRate": 5e-3,
+            "optimizer": OPTIMIZER,
             "loggingSteps": logging,
             "seed": 0,
             "evaluation": {"strategy": "no"},
@@ -112,7 +114,7 @@ def run_ours(work: Path, env: dict[str, str], spec: dict[str, Any], name: str) -
 def run_plain(work: Path, env: dict[str, str], model: Path, data: Path, steps: int, logging: int) -> float:
     out = work / f"plain-{uuid.uuid4().hex[:6]}"
     argv = [sys.executable, str(REPO_ROOT / "bench" / "plain_hf_train.py"), str(model), str(data)]
-    argv += [str(steps), str(BATCH), str(logging), str(out)]
+    argv += [str(steps), str(BATCH), str(logging), str(out), OPTIMIZER]
     result = subprocess.run(
         argv, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False
     )
@@ -197,7 +199,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     upload_mib_s = stats.summarize(upload_rates)["p50"]
     result = {
         "benchmark": "trainer_overhead",
-        "model": {"hidden": args.hidden, "layers": args.layers, "batch": BATCH, "maxLength": 16},
+        "model": {
+            "hidden": args.hidden,
+            "layers": args.layers,
+            "batch": BATCH,
+            "maxLength": 16,
+            "optimizer": OPTIMIZER,
+        },
         "steps": args.steps,
         "stepsPerSecond": {
             "plainHfTrainer": stats.summarize(plain_rate),

@@ -225,6 +225,17 @@ def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> dict[str, 
         "train_runtime_seconds": time.monotonic() - started,
     }
     final["global_step"] = trainer.state.global_step
+    if trainer.state.global_step < trainer.state.max_steps:  # only early stopping ends a run short
+        final["early_stopping_step"] = trainer.state.global_step
+        logs.event(
+            log,
+            "stopped early: the evaluation metric stopped improving",
+            step=trainer.state.global_step,
+            max_steps=trainer.state.max_steps,
+            epoch=trainer.state.epoch,
+            metric=evaluation.metric,
+            best_metric=trainer.state.best_metric,
+        )
     # Perplexity is exp of a per-token loss: meaningful for causal-lm only, not over classes.
     causal = settings.model.task == "causal-lm"
     if data.validation is not None:

@@ -162,3 +162,23 @@ def configure_torch(
         set_threads = torch.set_num_threads
     set_threads(threads)
     return threads, origin
+
+
+def main() -> None:
+    """``python -m finetune_trainer.threads``: size this process's pool and print what it got (JSON)."""
+    import json
+
+    import torch
+
+    count, origin = configure_torch()
+    report = {
+        "threads": count,
+        "source": origin,
+        "torch_threads": torch.get_num_threads(),
+        "env": {name: os.environ.get(name) for name in (CPU_LIMIT_ENV, *THREAD_ENV_VARS)},
+    }
+    print(json.dumps(report, sort_keys=True), flush=True)
+
+
+if __name__ == "__main__":
+    main()
