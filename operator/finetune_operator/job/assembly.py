@@ -16,6 +16,7 @@ from typing import Any
 
 from finetune_api.contract import SUMMARY_OUTPUT
 from finetune_operator import conditions as cond
+from finetune_operator import reasons
 from finetune_operator.job.jobview import JobView
 from finetune_operator.job.plan import Action, Decision, Event, Observed
 from finetune_operator.job.progress.status import (
@@ -67,7 +68,7 @@ def assemble_decision(
     for kind in DEFAULTED_CONDITIONS:
         if kind not in wanted and cond.get(current, kind) is None:
             wanted[kind] = cond.Desired(
-                kind, "False", "Initializing" if kind == cond.CREATED else "NotStarted"
+                kind, "False", reasons.INITIALIZING if kind == cond.CREATED else reasons.NOT_STARTED
             )
     merged, transitions = cond.merge_conditions(current, wanted.values(), rfc3339(now), job.generation)
     status = dict(job.status)
@@ -132,7 +133,7 @@ def progress_into(
         output = (summary or {}).get(SUMMARY_OUTPUT) or job.output_uri
         status["output"] = {"uri": output}
     message = checkpoint_event(previous_checkpoint, checkpoint, observed.checkpoint_event_due)
-    return [Event("Normal", "CheckpointCommitted", message)] if message else []
+    return [Event("Normal", reasons.CHECKPOINT_COMMITTED, message)] if message else []
 
 
 def headline(conditions: list[dict[str, Any]]) -> str:
@@ -155,8 +156,8 @@ def invalid_spec_status(
     merged, transitions = cond.merge_conditions(
         current,
         [
-            cond.Desired(cond.FAILED, "True", "InvalidSpec", message),
-            cond.Desired(cond.RUNNING, "False", "InvalidSpec", message),
+            cond.Desired(cond.FAILED, "True", reasons.INVALID_SPEC, message),
+            cond.Desired(cond.RUNNING, "False", reasons.INVALID_SPEC, message),
         ],
         rfc3339(now),
         generation,
@@ -171,5 +172,5 @@ def invalid_spec_status(
             "completionTime": status.get("completionTime") or rfc3339(now),
         }
     )
-    events = [Event("Warning", "InvalidSpec", message)] if transitions else []
+    events = [Event("Warning", reasons.INVALID_SPEC, message)] if transitions else []
     return new, events

@@ -31,7 +31,7 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from finetune_operator import conditions as cond
-from finetune_operator import naming
+from finetune_operator import naming, reasons
 from finetune_operator.crashpoints import crash_point
 from finetune_operator.expectations import Expectations
 from finetune_operator.job.assembly import invalid_spec_status
@@ -261,7 +261,7 @@ class Controller:
         await self._post_events(body, events, now)
         self._count(key, decision)
         self.metrics.set_job_progress(key, decision.status)
-        if any(event.reason == "CheckpointCommitted" for event in decision.events):
+        if any(event.reason == reasons.CHECKPOINT_COMMITTED for event in decision.events):
             self._checkpoint_event_at[key] = now
         finished = _finished(decision)
         if finished:
@@ -379,7 +379,7 @@ class Controller:
         return [
             Event(
                 "Warning",
-                "NonFiniteLoss",
+                reasons.NON_FINITE_LOSS,
                 f"rank 0 reports non-finite {', '.join(current)} (NaN or Inf: training diverged or fp16 "
                 "overflowed); those values are left out of status.progress. Lower the learning rate or "
                 "use bf16, then recreate the job to resume from its last checkpoint",

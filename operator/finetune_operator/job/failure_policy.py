@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from finetune_api.contract import EXIT_INVALID_CONFIG
+from finetune_operator import reasons
 from finetune_operator.job.builders import RULE_DISRUPTION, RULE_INVALID_CONFIG
 from finetune_operator.job.pods import (
     by_index,
@@ -89,8 +90,9 @@ def storage_limit_eviction(pod: dict[str, Any]) -> str | None:
     status = pod.get("status") or {}
     messages = [status.get("message") or ""]
     messages += [c.get("message") or "" for c in conditions_of(pod)]
-    if status.get("reason") != "Evicted" and not any(
-        c.get("reason") in ("TerminationByKubelet", "EvictionByKubelet") for c in conditions_of(pod)
+    if status.get("reason") != reasons.POD_EVICTED and not any(
+        c.get("reason") in (reasons.TERMINATION_BY_KUBELET, reasons.EVICTION_BY_KUBELET)
+        for c in conditions_of(pod)
     ):
         return None
     for message in messages:
@@ -122,7 +124,7 @@ def _unschedulable_message(pods: Sequence[dict[str, Any]]) -> str | None:
             if (
                 condition.get("type") == "PodScheduled"
                 and condition.get("status") == "False"
-                and condition.get("reason") == "Unschedulable"
+                and condition.get("reason") == reasons.UNSCHEDULABLE
             ):
                 return f"{pod_label(pod)} cannot be scheduled: {condition.get('message') or 'Unschedulable'}"
     return None
@@ -146,7 +148,7 @@ def classify_attempt(job: dict[str, Any], pods: Sequence[dict[str, Any]], worker
         if code == EXIT_INVALID_CONFIG:
             return AttemptOutcome(
                 Verdict.PERMANENT,
-                "InvalidConfiguration",
+                reasons.INVALID_CONFIGURATION,
                 message or f"{pod_label(pod)} exited with code {code} (invalid configuration or data)",
                 worker=pod_index(pod),
                 exit_code=code,
@@ -156,7 +158,7 @@ def classify_attempt(job: dict[str, Any], pods: Sequence[dict[str, Any]], worker
         if evicted is not None:
             return AttemptOutcome(
                 Verdict.RETRYABLE,
-                "EphemeralStorageExceeded",
+                reasons.EPHEMERAL_STORAGE_EXCEEDED,
                 f"{pod_label(pod)} was evicted for using more local storage than it may: {evicted} "
                 "Raise spec.resources.ephemeralStorage (the worker's scratch space) or write less to it",
                 worker=pod_index(pod),
@@ -164,17 +166,17 @@ def classify_attempt(job: dict[str, Any], pods: Sequence[dict[str, Any]], worker
     for pod in ordered:
         disruption = disruption_of(pod)
         if disruption:
-            return AttemptOutcome(Verdict.DISRUPTED, "Disrupted", disruption, worker=pod_index(pod))
+            return AttemptOutcome(Verdict.DISRUPTED, reasons.DISRUPTED, disruption, worker=pod_index(pod))
 
     failed = find_condition(job, "Failed") or find_condition(job, "FailureTarget")
-    if failed is not None and failed.get("reason") == "PodFailurePolicy":
+    if failed is not None and failed.get("reason") == reasons.POD_FAILURE_POLICY:
         text = failed.get("message") or ""
         if f"rule at index {RULE_INVALID_CONFIG}" in text:
             return AttemptOutcome(
-                Verdict.PERMANENT, "InvalidConfiguration", text, exit_code=EXIT_INVALID_CONFIG
+                Verdict.PERMANENT, reasons.INVALID_CONFIGURATION, text, exit_code=EXIT_INVALID_CONFIG
             )
         if f"rule at index {RULE_DISRUPTION}" in text:
-            return AttemptOutcome(Verdict.DISRUPTED, "Disrupted", text)
+            return AttemptOutcome(Verdict.DISRUPTED, reasons.DISRUPTED, text)
 
     # A worker that failed on its own is the root cause; pods deleted afterwards (by the Job controller,
     # once the Job failed) are consequences. A pod deleted by someone else while the Job was healthy
@@ -189,7 +191,7 @@ def classify_attempt(job: dict[str, Any], pods: Sequence[dict[str, Any]], worker
         )
         return AttemptOutcome(
             Verdict.RETRYABLE,
-            "WorkerFailed",
+            reasons.WORKER_FAILED,
             f"{detail}: {message}" if message else detail,
             worker=pod_index(pod),
             exit_code=code,
@@ -198,30 +200,37 @@ def classify_attempt(job: dict[str, Any], pods: Sequence[dict[str, Any]], worker
         for pod in ordered:
             if is_deleted(pod) and (pod.get("status") or {}).get("phase") != "Succeeded":
                 return AttemptOutcome(
-                    Verdict.DISRUPTED, "Disrupted", f"{pod_label(pod)} was deleted", worker=pod_index(pod)
+                    Verdict.DISRUPTED,
+                    reasons.DISRUPTED,
+                    f"{pod_label(pod)} was deleted",
+                    worker=pod_index(pod),
                 )
     if failed is not None:
         return AttemptOutcome(
-            Verdict.RETRYABLE, "WorkerFailed", f"Job failed: {failed.get('message') or failed.get('reason')}"
+            Verdict.RETRYABLE,
+            reasons.WORKER_FAILED,
+            f"Job failed: {failed.get('message') or failed.get('reason')}",
         )
     if find_condition(job, "Complete") or find_condition(job, "SuccessCriteriaMet"):
-        return AttemptOutcome(Verdict.SUCCEEDED, "Completed", f"all {workers} workers succeeded")
+        return AttemptOutcome(Verdict.SUCCEEDED, reasons.COMPLETED, f"all {workers} workers succeeded")
     if (job.get("spec") or {}).get("suspend"):
         suspended = find_condition(job, "Suspended") or {}
         return AttemptOutcome(
             Verdict.QUEUED,
-            suspended.get("reason") or "WaitingForAdmission",
+            suspended.get("reason") or reasons.WAITING_FOR_ADMISSION,
             suspended.get("message") or "the Job is suspended until its queue admits it",
         )
     unschedulable = _unschedulable_message(ordered)
     if unschedulable:
-        return AttemptOutcome(Verdict.UNSCHEDULABLE, "Unschedulable", unschedulable)
+        return AttemptOutcome(Verdict.UNSCHEDULABLE, reasons.UNSCHEDULABLE, unschedulable)
     running = [pod for pod in ordered if (pod.get("status") or {}).get("phase") == "Running"]
     live_indexes = {
         pod_index(pod) for pod in running if not (pod.get("metadata") or {}).get("deletionTimestamp")
     }
     if len(live_indexes) >= workers:
-        return AttemptOutcome(Verdict.RUNNING, "AllWorkersRunning", f"all {workers} workers are running")
+        return AttemptOutcome(
+            Verdict.RUNNING, reasons.ALL_WORKERS_RUNNING, f"all {workers} workers are running"
+        )
     return AttemptOutcome(
-        Verdict.STARTING, "WorkersStarting", f"{len(live_indexes)} of {workers} workers are running"
+        Verdict.STARTING, reasons.WORKERS_STARTING, f"{len(live_indexes)} of {workers} workers are running"
     )

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from finetune_api.constants import CREDENTIAL_SCHEMES
+from finetune_operator import reasons
 from finetune_operator.job.builders import effective_image, trainer_spec
 from finetune_operator.job.jobview import JobView
 from finetune_operator.settings import Settings
@@ -75,7 +76,7 @@ def check_image(image: str, allowed: Iterable[str], default_image: str) -> Refus
     if any(image_matches(image, pattern) for pattern in patterns):
         return None
     return Refusal(
-        "ImageNotAllowed",
+        reasons.IMAGE_NOT_ALLOWED,
         f"spec.image {image!r} is not allowed by the operator's image policy "
         f"(--allowed-images {','.join(patterns)}); use an image matching it, or ask the platform "
         "team to allow this one",
@@ -133,7 +134,7 @@ def check_storage(spec: Mapping[str, Any], namespace: str, templates: Iterable[s
             continue
         if not uri_allowed(uri, prefixes):
             return Refusal(
-                "StorageNotAllowed",
+                reasons.STORAGE_NOT_ALLOWED,
                 f"{path} {uri!r} is outside the storage allowed for namespace {namespace} "
                 f"(--storage-prefix: {', '.join(prefixes)}); use a URI under it",
             )
@@ -146,7 +147,7 @@ def check_priority_class(name: str | None, allowed: Iterable[str]) -> Refusal | 
     if not name or any(fnmatch.fnmatchcase(name, pattern) for pattern in allowed):
         return None
     return Refusal(
-        "PriorityClassNotAllowed",
+        reasons.PRIORITY_CLASS_NOT_ALLOWED,
         f"spec.resources.priorityClassName {name!r} is not allowed by the operator "
         f"(--allowed-priority-classes {','.join(allowed) or '(none)'}); use an allowed class or remove it",
     )
@@ -163,7 +164,7 @@ def check_tolerations(tolerations: Iterable[Mapping[str, Any]], allow_blanket: b
     for index, toleration in enumerate(tolerations):
         if is_blanket(toleration):
             return Refusal(
-                "TolerationNotAllowed",
+                reasons.TOLERATION_NOT_ALLOWED,
                 f"spec.resources.tolerations[{index}] tolerates every taint (operator Exists without a "
                 "key), which the operator refuses (--allow-blanket-tolerations is off); name the taint's "
                 "key",

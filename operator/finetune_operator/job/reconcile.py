@@ -34,7 +34,7 @@ from typing import Any
 
 from finetune_api.contract import SUMMARY_OUTPUT
 from finetune_operator import conditions as cond
-from finetune_operator import naming
+from finetune_operator import naming, reasons
 from finetune_operator.job.assembly import RulesResult, assemble_decision
 from finetune_operator.job.backoff import restart_delay_seconds
 from finetune_operator.job.builders import (
@@ -127,18 +127,18 @@ class _Pass:
         self.want(
             cond.SUCCEEDED,
             "True" if succeeded else "False",
-            reason if succeeded else "NotSucceeded",
+            reason if succeeded else reasons.NOT_SUCCEEDED,
             message if succeeded else "",
         )
         self.want(
             cond.FAILED,
             "False" if succeeded else "True",
-            "NotFailed" if succeeded else reason,
+            reasons.NOT_FAILED if succeeded else reason,
             "" if succeeded else message,
         )
         self.want(cond.RUNNING, "False", reason, "the job has finished")
         self.want(cond.RESTARTING, "False", reason, "the job has finished")
-        self.want(cond.STALLED, "False", "NotRunning", "the job has finished")
+        self.want(cond.STALLED, "False", reasons.NOT_RUNNING, "the job has finished")
         self.completion_time = self.completion_time or rfc3339(self.now)
         self.completion = "succeeded" if succeeded else "failed"
         self.actions.append(DeleteConfigMap(spec_config_map_name(self.job.name)))
@@ -153,7 +153,7 @@ class _Pass:
         if self.deadline_passed():
             return
         if self.observed.child_rejected:
-            self.finish_job(False, "ChildRejected", self.observed.child_rejected)
+            self.finish_job(False, reasons.CHILD_REJECTED, self.observed.child_rejected)
             return
         if not self.observed.service_exists:
             self.actions.append(CreateService(build_service(self.job)))
@@ -173,10 +173,10 @@ class _Pass:
 
     def finished(self) -> None:
         failed = self.current(cond.FAILED) or {}
-        if failed.get("status") == "True" and failed.get("reason") == "DeadlineExceeded":
+        if failed.get("status") == "True" and failed.get("reason") == reasons.DEADLINE_EXCEEDED:
             for attempt, job_obj in self.observed.jobs.items():
                 if not _job_finished(job_obj):
-                    self.delete_job(attempt, "DeadlineExceeded")
+                    self.delete_job(attempt, reasons.DEADLINE_EXCEEDED)
         if self.attempt in self.observed.jobs:
             self.workers = worker_summary(self.observed.pods.get(self.attempt, ()))
         ttl = self.job.ttl_seconds_after_finished
@@ -203,10 +203,10 @@ class _Pass:
             f"(started {self.start_time}); raise the deadline or recreate the job "
             "to continue from its last checkpoint"
         )
-        self.finish_job(False, "DeadlineExceeded", message)
+        self.finish_job(False, reasons.DEADLINE_EXCEEDED, message)
         for attempt, job_obj in self.observed.jobs.items():
             if not _job_finished(job_obj):
-                self.delete_job(attempt, "DeadlineExceeded")
+                self.delete_job(attempt, reasons.DEADLINE_EXCEEDED)
         return True
 
     def suspend(self, current: dict[str, Any] | None) -> None:
@@ -215,17 +215,17 @@ class _Pass:
             self.attempt += 1
         for attempt in sorted(self.observed.jobs):
             if attempt < self.attempt:
-                self.delete_job(attempt, "Suspended")
+                self.delete_job(attempt, reasons.SUSPENDED)
         stopping = bool(self.observed.jobs) or any(self.observed.pods.values())
         message = (
             "runPolicy.suspend is true; stopping the workers (each gets its grace period to checkpoint)"
             if stopping
             else "runPolicy.suspend is true; no workers run. Set it to false to resume with a new attempt"
         )
-        self.want(cond.SUSPENDED, "True", "Suspended", message)
-        self.want(cond.RUNNING, "False", "Suspended", message)
-        self.want(cond.RESTARTING, "False", "Suspended", message)
-        self.want(cond.STALLED, "False", "NotRunning", "the job is suspended")
+        self.want(cond.SUSPENDED, "True", reasons.SUSPENDED, message)
+        self.want(cond.RUNNING, "False", reasons.SUSPENDED, message)
+        self.want(cond.RESTARTING, "False", reasons.SUSPENDED, message)
+        self.want(cond.STALLED, "False", reasons.NOT_RUNNING, "the job is suspended")
         self.workers = worker_summary(self.observed.pods.get(self.attempt, ()))
 
     def clear_older_attempts(self, hold_backoff: bool) -> bool:
@@ -243,7 +243,7 @@ class _Pass:
     def backoff_left(self, attempt: int) -> float:
         """Seconds the failed `attempt` still waits before the next attempt may start."""
         restarting = self.current(cond.RESTARTING) or {}
-        if attempt != self.attempt - 1 or restarting.get("reason") != "WorkerFailed":
+        if attempt != self.attempt - 1 or restarting.get("reason") != reasons.WORKER_FAILED:
             return 0.0
         delay = self.restart_delay(self.restarts["failures"])
         failed_at = failure_time(self.observed.jobs[attempt], self.observed.pods.get(attempt, ()))
@@ -270,17 +270,17 @@ class _Pass:
         self.actions.append(CreateJob(self.attempt, manifest))
         name = manifest["metadata"]["name"]
         message = f"attempt {self.attempt}: Job {name} with {self.job.workers} workers"
-        self.want(cond.CREATED, "True", "AttemptCreated", message)
-        self.want(cond.RUNNING, "False", "WorkersStarting", f"attempt {self.attempt} is starting")
+        self.want(cond.CREATED, "True", reasons.ATTEMPT_CREATED, message)
+        self.want(cond.RUNNING, "False", reasons.WORKERS_STARTING, f"attempt {self.attempt} is starting")
         self.not_suspended()
-        self.events.append(Event("Normal", "AttemptCreated", f"created {message}"))
+        self.events.append(Event("Normal", reasons.ATTEMPT_CREATED, f"created {message}"))
         self.workers = []
 
     def not_suspended(self) -> None:
         if cond.is_true(self.conditions, cond.SUSPENDED):
-            self.want(cond.SUSPENDED, "False", "Resumed", f"resumed with attempt {self.attempt}")
+            self.want(cond.SUSPENDED, "False", reasons.RESUMED, f"resumed with attempt {self.attempt}")
         elif self.current(cond.SUSPENDED) is None:
-            self.want(cond.SUSPENDED, "False", "NotSuspended", "")
+            self.want(cond.SUSPENDED, "False", reasons.NOT_SUSPENDED, "")
 
     def judge(self, outcome: AttemptOutcome) -> None:
         attempt = self.attempt
@@ -289,9 +289,9 @@ class _Pass:
             self.not_suspended()
         verdict = outcome.verdict
         if verdict is Verdict.SUCCEEDED:
-            self.finish_job(True, "Completed", self.completion_message(attempt, outcome))
+            self.finish_job(True, reasons.COMPLETED, self.completion_message(attempt, outcome))
         elif verdict is Verdict.PERMANENT:
-            self.finish_job(False, "InvalidConfiguration", outcome.message)
+            self.finish_job(False, reasons.INVALID_CONFIGURATION, outcome.message)
         elif verdict is Verdict.RETRYABLE:
             self.retry_after_failure(outcome)
         elif verdict is Verdict.DISRUPTED:
@@ -300,16 +300,16 @@ class _Pass:
             # Kueue's own words (its Workload's conditions) explain more than the Job's "Job suspended".
             reason, message = self.observed.queue_words or (outcome.reason, outcome.message)
             self.want(cond.SUSPENDED, "True", reason, message)
-            self.want(cond.RUNNING, "False", "Queued", message)
+            self.want(cond.RUNNING, "False", reasons.QUEUED, message)
         elif verdict is Verdict.UNSCHEDULABLE:
             previous = self.current(cond.RUNNING) or {}
-            if previous.get("reason") != "Unschedulable":
-                self.events.append(Event("Warning", "Unschedulable", outcome.message))
-            self.want(cond.RUNNING, "False", "Unschedulable", outcome.message)
+            if previous.get("reason") != reasons.UNSCHEDULABLE:
+                self.events.append(Event("Warning", reasons.UNSCHEDULABLE, outcome.message))
+            self.want(cond.RUNNING, "False", reasons.UNSCHEDULABLE, outcome.message)
         elif verdict is Verdict.RUNNING:
             message = f"attempt {attempt}: {outcome.message}"
-            self.want(cond.RUNNING, "True", "AllWorkersRunning", message)
-            self.want(cond.RESTARTING, "False", "Running", message)
+            self.want(cond.RUNNING, "True", reasons.ALL_WORKERS_RUNNING, message)
+            self.want(cond.RESTARTING, "False", reasons.RUNNING, message)
             stalled = stalled_condition(
                 True,
                 self.observed.progress_step,
@@ -340,7 +340,7 @@ class _Pass:
         if failures > limit:
             self.finish_job(
                 False,
-                "RestartLimitExceeded",
+                reasons.RESTART_LIMIT_EXCEEDED,
                 f"attempt {attempt} failed: {outcome.message}. The job failed {failures} times, more than "
                 f"runPolicy.maxRestarts={limit} allows; fix the cause (see the workers' logs) "
                 "and recreate the job",
@@ -354,8 +354,8 @@ class _Pass:
             f"attempt {attempt} failed: {outcome.message}; attempt {self.attempt} starts in {int(delay)}s "
             f"(failure {failures} of at most {limit + 1})"
         )
-        self.want(cond.RESTARTING, "True", "WorkerFailed", message)
-        self.want(cond.RUNNING, "False", "Restarting", message)
+        self.want(cond.RESTARTING, "True", reasons.WORKER_FAILED, message)
+        self.want(cond.RUNNING, "False", reasons.RESTARTING, message)
         self.restart_kind = "failure"
         if delay > 0:
             self.requeue(delay)
@@ -371,8 +371,8 @@ class _Pass:
             f"attempt {attempt} was disrupted: {outcome.message}; attempt {self.attempt} starts now "
             "(not counted against runPolicy.maxRestarts)"
         )
-        self.want(cond.RESTARTING, "True", "Disrupted", message)
-        self.want(cond.RUNNING, "False", "Restarting", message)
+        self.want(cond.RESTARTING, "True", reasons.DISRUPTED, message)
+        self.want(cond.RUNNING, "False", reasons.RESTARTING, message)
         self.restart_kind = "preemption"
         self.delete_job(attempt, f"replaced by attempt {self.attempt}")
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from finetune_api.status import Phase
 from finetune_operator import conditions as cond
+from finetune_operator import reasons
 from finetune_operator.timefmt import format_time
 from finetune_operator.timefmt import parse_time as parse_time  # re-exported: the one parser
 
@@ -53,7 +54,7 @@ def stalled_condition(
     from the trainer's metrics (issue 6) and may be missing.
     """
     if not running:
-        return cond.Desired(cond.STALLED, "False", "NotRunning", "the workers are not running")
+        return cond.Desired(cond.STALLED, "False", reasons.NOT_RUNNING, "the workers are not running")
     if step is None or step_changed_at is None:
         return None
     idle = (now - step_changed_at).total_seconds()
@@ -61,12 +62,12 @@ def stalled_condition(
         return cond.Desired(
             cond.STALLED,
             "True",
-            "NoProgress",
+            reasons.NO_PROGRESS,
             f"training step {step} has not advanced for {int(idle)}s "
             f"(threshold {int(stall_after_seconds)}s); check the workers' logs (kubectl logs) "
             "for a hang or a slow checkpoint upload",
         )
-    return cond.Desired(cond.STALLED, "False", "Progressing", f"training step {step} is advancing")
+    return cond.Desired(cond.STALLED, "False", reasons.PROGRESSING, f"training step {step} is advancing")
 
 
 def stall_check_due(

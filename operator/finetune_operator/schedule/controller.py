@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from finetune_operator import reasons
 from finetune_operator.kube import Kube
 from finetune_operator.reconcile_pool import Key, ReconcilePool
 from finetune_operator.schedule.api import CreateRefused, ScheduleApi
@@ -144,19 +145,21 @@ class ScheduleController:
                 {
                     **plan.status["conditions"][0],
                     "status": "False",
-                    "reason": "FailedCreate",
+                    "reason": reasons.FAILED_CREATE,
                     "message": str(error),
                 }
             ]
-            plan.events[:] = [e for e in plan.events if e.reason != "SuccessfulCreate"]
+            plan.events[:] = [e for e in plan.events if e.reason != reasons.SUCCESSFUL_CREATE]
             plan.events.append(
-                Event("Warning", "FailedCreate", str(error), f"failed/{plan.create['metadata']['name']}")
+                Event(
+                    "Warning", reasons.FAILED_CREATE, str(error), f"failed/{plan.create['metadata']['name']}"
+                )
             )
             return
         if run is None or not is_controlled_by(run, body["metadata"]["uid"]):
             return
         if not created:
-            plan.events[:] = [e for e in plan.events if e.reason != "SuccessfulCreate"]
+            plan.events[:] = [e for e in plan.events if e.reason != reasons.SUCCESSFUL_CREATE]
         child = child_from_body(run)
         if child.state == "active" and all(ref["uid"] != child.uid for ref in plan.status["active"]):
             plan.status["active"] = [*plan.status["active"], child.reference()]

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from finetune_api import SpecError
 from finetune_api.schedule import FineTuneScheduleSpec, parse_schedule_spec
 from finetune_api.schedule_cron import parse_cron
+from finetune_operator import reasons
 from finetune_operator.schedule.child_job import TemplateError, build_child, child_name
 from finetune_operator.schedule.children import (
     Child,
@@ -94,7 +95,7 @@ def _decide_run(
         plan.events.append(
             Event(
                 "Warning",
-                "MissedSchedule",
+                reasons.MISSED_SCHEDULE,
                 f"missed the run scheduled for {when}: more than startingDeadlineSeconds="
                 f"{spec.starting_deadline_seconds} late; waiting for the next scheduled time",
                 f"missed/{when}",
@@ -109,7 +110,7 @@ def _decide_run(
         plan.events.append(
             Event(
                 "Normal",
-                "JobAlreadyActive",
+                reasons.JOB_ALREADY_ACTIVE,
                 f"not starting the run scheduled for {when}: {active[-1].name} is still active and "
                 "concurrencyPolicy is Forbid",
                 f"forbid/{when}",
@@ -120,7 +121,7 @@ def _decide_run(
     try:
         plan.create = build_child(schedule, due.scheduled_time, zone)
     except TemplateError as error:
-        plan.events.append(Event("Warning", "InvalidTemplate", str(error), f"template/{when}"))
+        plan.events.append(Event("Warning", reasons.INVALID_TEMPLATE, str(error), f"template/{when}"))
         return str(error)
     if spec.concurrency_policy == "Replace":
         for child in active:
@@ -128,7 +129,7 @@ def _decide_run(
             plan.events.append(
                 Event(
                     "Normal",
-                    "SuccessfulDelete",
+                    reasons.SUCCESSFUL_DELETE,
                     f"deleted {child.name}: the run scheduled for {when} replaces it (concurrencyPolicy "
                     "Replace)",
                     f"replace/{child.name}",
@@ -139,7 +140,7 @@ def _decide_run(
         plan.events.append(
             Event(
                 "Warning",
-                "MissedSchedules",
+                reasons.MISSED_SCHEDULES,
                 f"{count} earlier scheduled runs were missed (operator down or schedule suspended); "
                 f"starting only the most recent, scheduled for {when}",
                 f"catchup/{when}",
@@ -148,7 +149,7 @@ def _decide_run(
     plan.events.append(
         Event(
             "Normal",
-            "SuccessfulCreate",
+            reasons.SUCCESSFUL_CREATE,
             f"created FineTuneJob {plan.create['metadata']['name']}",
             f"create/{when}",
         )
@@ -174,14 +175,26 @@ def plan_pass(schedule: dict[str, Any], child_bodies: list[dict[str, Any]], now:
     except SpecError as error:
         plan.status["conditions"] = [
             _ready(
-                "False", "InvalidSpec", f"{error}; fix it and apply again", generation, now, old_conditions
+                "False",
+                reasons.INVALID_SPEC,
+                f"{error}; fix it and apply again",
+                generation,
+                now,
+                old_conditions,
             )
         ]
-        plan.events.append(Event("Warning", "InvalidSpec", str(error), f"invalid/{generation}"))
+        plan.events.append(Event("Warning", reasons.INVALID_SPEC, str(error), f"invalid/{generation}"))
         return plan
     if spec.suspend:
         plan.status["conditions"] = [
-            _ready("False", "Suspended", "spec.suspend is true: no new runs", generation, now, old_conditions)
+            _ready(
+                "False",
+                reasons.SUSPENDED,
+                "spec.suspend is true: no new runs",
+                generation,
+                now,
+                old_conditions,
+            )
         ]
         return plan
 
@@ -202,9 +215,9 @@ def plan_pass(schedule: dict[str, Any], child_bodies: list[dict[str, Any]], now:
     plan.status["nextScheduleTime"] = format_time(due.next_time) if due.next_time else None
     next_text = f"next run at {plan.status['nextScheduleTime']}" if due.next_time else "no future run"
     if template_error is not None:
-        ready = _ready("False", "InvalidTemplate", template_error, generation, now, old_conditions)
+        ready = _ready("False", reasons.INVALID_TEMPLATE, template_error, generation, now, old_conditions)
     else:
-        ready = _ready("True", "Scheduling", next_text, generation, now, old_conditions)
+        ready = _ready("True", reasons.SCHEDULING, next_text, generation, now, old_conditions)
     plan.status["conditions"] = [ready]
     return plan
 

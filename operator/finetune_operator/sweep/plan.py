@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from finetune_api import SpecError, parse_spec
 from finetune_api.sweep import DEFAULT_MAX_TRIALS, FineTuneSweepSpec, parse_sweep_spec
+from finetune_operator import reasons
 from finetune_operator.sweep.observe import Reading, TrialView, view_trial
 from finetune_operator.sweep.space import SpaceError, grid_size, grid_space
 from finetune_operator.sweep.study import SamplerUnavailable, should_prune, suggest
@@ -123,7 +124,10 @@ class _Pass:
             if refused is not None:
                 record.update(state="Failed", message=refused)
                 self.event(
-                    "Warning", "TrialFailed", f"{record['name']}: {refused}", f"failed/{record['name']}"
+                    "Warning",
+                    reasons.TRIAL_FAILED,
+                    f"{record['name']}: {refused}",
+                    f"failed/{record['name']}",
                 )
             elif record["state"] == "Pending":
                 # Recorded by an earlier pass whose creation did not happen (operator restarted).
@@ -137,7 +141,10 @@ class _Pass:
                 message = "the trial's FineTuneJob was deleted"
                 record.update(state="Failed", message=message)
                 self.event(
-                    "Warning", "TrialFailed", f"{record['name']}: {message}", f"failed/{record['name']}"
+                    "Warning",
+                    reasons.TRIAL_FAILED,
+                    f"{record['name']}: {message}",
+                    f"failed/{record['name']}",
                 )
             return False
         view: TrialView = view_trial(job, _job_spec(job, self.spec), self.spec.metric)
@@ -149,13 +156,16 @@ class _Pass:
                 message = f"the trial succeeded but reported no {self.spec.metric}"
                 record.update(state="Failed", message=message)
                 self.event(
-                    "Warning", "TrialFailed", f"{record['name']}: {message}", f"failed/{record['name']}"
+                    "Warning",
+                    reasons.TRIAL_FAILED,
+                    f"{record['name']}: {message}",
+                    f"failed/{record['name']}",
                 )
             else:
                 record.update(state="Succeeded", value=view.value)
                 self.event(
                     "Normal",
-                    "TrialSucceeded",
+                    reasons.TRIAL_SUCCEEDED,
                     f"{record['name']} finished: {self.spec.metric} {_short(view.value)}",
                     f"succeeded/{record['name']}",
                 )
@@ -163,7 +173,10 @@ class _Pass:
         if view.phase == "failed":
             record.update(state="Failed", message=view.message)
             self.event(
-                "Warning", "TrialFailed", f"{record['name']}: {view.message}", f"failed/{record['name']}"
+                "Warning",
+                reasons.TRIAL_FAILED,
+                f"{record['name']}: {view.message}",
+                f"failed/{record['name']}",
             )
             return False
         return changed
@@ -183,7 +196,7 @@ class _Pass:
             f"(step {last.get('step')}) with {self.spec.metric} {_short(float(last.get('value')))}"
         )
         record.update(state="Pruned", value=last.get("value"), step=last.get("step"), message=message)
-        self.event("Normal", "TrialPruned", f"{record['name']} {message}", f"pruned/{record['name']}")
+        self.event("Normal", reasons.TRIAL_PRUNED, f"{record['name']} {message}", f"pruned/{record['name']}")
 
     def stop_active(self, why: str) -> None:
         for record in self.history:
@@ -214,12 +227,12 @@ class _Pass:
                 spec = trial_spec(self.template(), values, name)
             except TrialSpecError as error:
                 record.update(state="Failed", message=str(error))
-                self.event("Warning", "TrialFailed", f"{name}: {error}", f"failed/{name}")
+                self.event("Warning", reasons.TRIAL_FAILED, f"{name}: {error}", f"failed/{name}")
             else:
                 record["output"] = spec["output"]["uri"]
                 self.plan.create.append(trial_manifest(self.sweep, index, spec))
                 shown = ", ".join(f"{k}={v}" for k, v in values.items())
-                self.event("Normal", "TrialCreated", f"created {name}: {shown}", f"created/{name}")
+                self.event("Normal", reasons.TRIAL_CREATED, f"created {name}: {shown}", f"created/{name}")
             self.history.append(record)
 
     def failed_enough(self) -> bool:
@@ -336,10 +349,15 @@ def plan_pass(
             "phase": "Failed",
             "observedGeneration": generation,
             "conditions": _conditions(
-                "Failed", "InvalidSpec", f"{error}; fix it and apply again", old_conditions, now, generation
+                "Failed",
+                reasons.INVALID_SPEC,
+                f"{error}; fix it and apply again",
+                old_conditions,
+                now,
+                generation,
             ),
         }
-        plan.events.append(Event("Warning", "InvalidSpec", str(error), f"invalid/{generation}"))
+        plan.events.append(Event("Warning", reasons.INVALID_SPEC, str(error), f"invalid/{generation}"))
         return plan
 
     work = _Pass(sweep, spec, plan)
@@ -363,7 +381,7 @@ def plan_pass(
                 pass
 
     # Jobs of trials that no longer run (pruned, stopped, or the sweep is over) are deleted.
-    phase, reason, message = "Running", "TrialsRunning", ""
+    phase, reason, message = "Running", reasons.TRIALS_RUNNING, ""
     best = work.best()
     if finished:
         phase = str(old.get("phase"))
@@ -371,28 +389,32 @@ def plan_pass(
         message = next((c.get("message") for c in old_conditions if c.get("type") == phase), "") or ""
     elif work.failed_enough():
         work.stop_active("stopped: the sweep failed")
-        phase, reason = "Failed", "TooManyFailedTrials"
+        phase, reason = "Failed", reasons.TOO_MANY_FAILED_TRIALS
         message = f"{work.count('Failed')} trials failed (maxFailedTrials {spec.max_failed_trials})"
     elif spec.suspend:
-        phase, reason, message = "Suspended", "SweepSuspended", "spec.suspend is true: trials are suspended"
+        phase, reason, message = (
+            "Suspended",
+            reasons.SWEEP_SUSPENDED,
+            "spec.suspend is true: trials are suspended",
+        )
     else:
         stop_new = work.goal_reached(best)
         if not stop_new:
             try:
                 work.start_trials(target)
             except SamplerUnavailable as error:
-                phase, reason, message = "Failed", "SamplerUnavailable", str(error)
+                phase, reason, message = "Failed", reasons.SAMPLER_UNAVAILABLE, str(error)
                 work.stop_active(f"stopped: {error}")
         if phase == "Running" and work.failed_enough():
             work.stop_active("stopped: the sweep failed")
-            phase, reason = "Failed", "TooManyFailedTrials"
+            phase, reason = "Failed", reasons.TOO_MANY_FAILED_TRIALS
             message = f"{work.count('Failed')} trials failed (maxFailedTrials {spec.max_failed_trials})"
         elif phase == "Running" and work.count(*ACTIVE) == 0 and (stop_new or len(work.history) >= target):
             if best is not None:
-                phase, reason = "Succeeded", "GoalReached" if stop_new else "AllTrialsFinished"
+                phase, reason = "Succeeded", reasons.GOAL_REACHED if stop_new else reasons.ALL_TRIALS_FINISHED
                 message = f"best trial {best['name']}: {spec.metric} {_short(float(best['value']))}"
             else:
-                phase, reason, message = "Failed", "NoTrialSucceeded", "no trial succeeded"
+                phase, reason, message = "Failed", reasons.NO_TRIAL_SUCCEEDED, "no trial succeeded"
         elif phase == "Running":
             message = f"{work.count(*ACTIVE)} trials running, {len(work.history)}/{target} started"
 
