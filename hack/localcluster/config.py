@@ -30,8 +30,8 @@ PROMETHEUS_VERSION = "2.42"
 DEFAULT_PORT_BASE = 26400
 PORT_BLOCK_SIZE = 40
 
-# Loopback ranges (D9). Services, KWOK pods and KWOK node addresses all live in 127.0.0.0/8 so
-# that nothing can ever dial a private network address by accident.
+# Loopback ranges (docs/architecture.md, "Loopback only"). Services, KWOK pods and KWOK node addresses
+# all live in 127.0.0.0/8 so that nothing can ever dial a private network address by accident.
 SERVICE_CIDR = "127.96.0.0/16"
 KWOK_POD_CIDR = "127.64.0.0/16"
 KWOK_NODE_NET = "127.63"

@@ -2,7 +2,8 @@
 
 Why these flags (each one is a decision, so they live together here as pure argv builders):
 
-- Everything listens on 127.0.0.1 only (D9); the API server advertises 127.0.0.1.
+- Everything listens on 127.0.0.1 only (docs/architecture.md, "Loopback only"); the API server
+  advertises 127.0.0.1.
 - The Service range is inside 127.0.0.0/8 (see ``config.SERVICE_CIDR``). Nothing routes Service
   IPs here (there is no kube-proxy), so nothing dials them; Services exist for DNS names and
   selectors, and the process node resolves pod DNS names itself.
@@ -14,7 +15,7 @@ Why these flags (each one is a decision, so they live together here as pure argv
   controller gets the same key and the CA (``--root-ca-file``) to publish ``kube-root-ca.crt``.
 - ``--kubelet-client-certificate``/``--kubelet-certificate-authority``: `kubectl logs` goes through
   the API server to a node's kubelet endpoint; the process node serves it over TLS with a
-  certificate of the cluster CA and accepts only this client certificate (mutual TLS, D9 loopback).
+  certificate of the cluster CA and accepts only this client certificate (mutual TLS; loopback only).
 - No leader election (one replica each, faster start); etcd without fsync (test data only).
 - Controller manager and scheduler get higher client QPS so benchmarks with thousands of pods are
   limited by the controllers, not by client-side throttling.

@@ -11,7 +11,8 @@ How it runs here, without a registry or in-cluster Services:
   directory), so they always match the controller.
 - The webhooks are the release's ``manifests.yaml`` with ``clientConfig.service`` replaced by
   ``url: https://127.0.0.1:<port><path>`` and the cluster CA as ``caBundle``; Kueue serves them with
-  ``pki/kueue-webhook.crt`` (internal cert management off). Loopback only (D9).
+  ``pki/kueue-webhook.crt`` (internal cert management off). Loopback only (docs/architecture.md,
+  "Loopback only").
 - Only the webhooks of the ``batch/job`` integration and of Kueue's own objects are installed, and
   every one is scoped to namespaces labelled ``localcluster.finetune.dev/kueue=enabled``
   (:data:`NAMESPACE_LABEL`, see :func:`enable_namespace`); Kueue manages Jobs only there too
@@ -265,7 +266,7 @@ def kueue_spec(config: ClusterConfig) -> DaemonSpec:
         str(config.kueue_bin_dir / "kueue"),
         f"--config={config_file(config)}",
         f"--kubeconfig={config.kubeconfig}",
-        # The on-demand visibility API server would listen on :8082 on every interface (D9).
+        # The on-demand visibility API server would listen on :8082 on every interface; we bind loopback only.
         "--feature-gates=VisibilityOnDemand=false",
         "--zap-log-level=info",
     )

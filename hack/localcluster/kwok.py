@@ -5,7 +5,7 @@ without GPUs. KWOK plays "stages" on the objects it manages; we run it with our 
 (``kwok_stages/``): KWOK's defaults except its ``pod-complete`` stage, which would finish every
 Job pod at once. Tests decide a pod's fate with :mod:`localcluster.kwokpods` instead.
 
-Loopback (D9): pod IPs come from ``KWOK_POD_CIDR`` and node addresses from
+Loopback (docs/architecture.md, "Loopback only"): pod IPs come from ``KWOK_POD_CIDR`` and node addresses from
 ``KWOK_NODE_NET`` (both in 127.0.0.0/8); KWOK serves no kubelet port.
 
 :func:`gpu_node` is pure so benchmarks can create hundreds of such nodes with

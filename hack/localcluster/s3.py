@@ -6,7 +6,8 @@ clusters do not collide; telemetry is always off (``-master.telemetry=false``); 
 UI, Iceberg and Lance endpoints are disabled. One identity with the access key and secret of
 ``config`` may do everything; the default bucket is created at startup.
 
-Clients reach it only through fsspec/s3fs (D2): :func:`filesystem` returns one.
+Clients reach it only through fsspec/s3fs, as the trainer does
+(docs/architecture.md, "Checkpoint commit protocol"): :func:`filesystem` returns one.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""D9: every socket of the local cluster is on loopback, and every address it hands out is too."""
+"""Loopback only (docs/architecture.md): every socket of the local cluster is on loopback, and every
+address it hands out is too."""
 
 from __future__ import annotations
 

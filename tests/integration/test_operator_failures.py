@@ -1,4 +1,5 @@
-"""Failure policy on the local cluster (D4): retryable failures, disruptions and invalid configuration."""
+"""Failure policy on the local cluster (docs/architecture.md, "Exit-code contract"): retryable
+failures, disruptions and invalid configuration."""
 
 from __future__ import annotations
 

@@ -65,7 +65,8 @@ def test_trainer_pods_pass_restricted(
     manifest["metadata"].update(namespace=restricted_namespace, uid=str(uuid.uuid4()))
     job = build_job(JobView.from_body(manifest), attempt=1, settings=Settings())
     template = job["spec"]["template"]
-    assert template["spec"]["automountServiceAccountToken"] is False  # D6: trainers hold no credentials
+    # Trainers hold no credentials (docs/architecture.md, "Progress is pulled").
+    assert template["spec"]["automountServiceAccountToken"] is False
     dry_run_create(core_v1, restricted_namespace, pod_from_template(template, "psa-a1-0"))
 
 

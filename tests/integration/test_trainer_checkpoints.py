@@ -1,4 +1,5 @@
-"""Only committed, intact checkpoints are resumed from (D5), against the real S3 server.
+"""Only committed, intact checkpoints are resumed from (docs/architecture.md, "Checkpoint commit
+protocol"), against the real S3 server.
 
 Checkpoints are laid out by the manager's own upload path, then damaged the ways real failures
 damage them: an upload that never wrote its manifest, a file whose size differs from the manifest,

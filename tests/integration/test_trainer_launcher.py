@@ -1,4 +1,5 @@
-"""The pod's entry point `python -m finetune_trainer.launch` keeps D4's exit codes across torchrun.
+"""The pod's entry point `python -m finetune_trainer.launch` keeps the exit codes of
+docs/architecture.md ("Exit-code contract") across torchrun.
 
 torchrun alone exits 1 for any worker failure and on SIGTERM; through the launcher a permanent
 configuration error exits 78 and a coordinated stop exits 143, each with its one-line termination

@@ -1,4 +1,5 @@
-"""Resume equivalence (D5): stop anywhere, resume from the last commit, get the same run.
+"""Resume equivalence (docs/architecture.md, "Checkpoint commit protocol"): stop anywhere, resume
+from the last commit, get the same run.
 
 Run A trains straight through. Run B is SIGKILLed right after the commit at step K (a test-only
 hook in the checkpoint manager), in the middle of an epoch, and is then started again with the

@@ -1,4 +1,4 @@
-"""Failure classification of one attempt (D4), table-driven."""
+"""Failure classification of one attempt (docs/architecture.md, "Exit-code contract"), table-driven."""
 
 from __future__ import annotations
 

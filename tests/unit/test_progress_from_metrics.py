@@ -1,4 +1,5 @@
-"""Operator side of D6: trainer metrics text → status.progress and status.checkpoint."""
+"""Operator side of docs/architecture.md, "Progress is pulled": trainer metrics text →
+status.progress and status.checkpoint."""
 
 from datetime import UTC, datetime, timedelta
 

@@ -1,4 +1,5 @@
-"""The launcher keeps D4's exit codes across torchrun, which reports 1 for any worker failure."""
+"""The launcher keeps the exit codes (docs/architecture.md, "Exit-code contract")
+across torchrun, which reports 1 for any worker failure."""
 
 import json
 from pathlib import Path

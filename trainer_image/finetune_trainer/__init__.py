@@ -3,7 +3,7 @@
 One process per rank (alone or under torchrun) fine-tunes a pretrained model with the HF
 ``Trainer``, commits checkpoints to object storage (docs/architecture.md "Checkpoint commit
 protocol"), serves Prometheus metrics on
-rank 0 (D6) and ends with the exit codes of the failure contract (D4). The flow is in
+rank 0 ("Progress is pulled") and ends with the exit codes of the "Exit-code contract". The flow is in
 :mod:`finetune_trainer.recipe`; every other module is one concern it composes.
 """
 

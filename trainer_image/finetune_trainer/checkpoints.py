@@ -1,4 +1,5 @@
-"""The checkpoint manager of D5: background upload, manifest last, retention, verified resume.
+"""The checkpoint manager of docs/architecture.md, "Checkpoint commit protocol": background upload,
+manifest last, retention, verified resume.
 
 HF Trainer writes ``checkpoint-<step>/`` into the local work directory (model, optimizer, scheduler,
 RNG states, trainer state). The manager then, in a background thread (at most one upload in

@@ -1,4 +1,5 @@
-"""Pod entry point around torchrun, keeping the failure contract (D4) intact across it.
+"""Pod entry point around torchrun, keeping the exit-code contract
+(docs/architecture.md, "Exit-code contract") intact across it.
 
 Why this exists: torchrun exits 1 whenever any worker fails, whatever that worker's exit code was,
 and it exits 1 too when it stops its workers on SIGTERM. The operator, however, must tell "invalid

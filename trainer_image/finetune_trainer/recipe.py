@@ -9,18 +9,20 @@ Features (and their trade-offs):
   resumable state (weights, optimizer, scheduler, RNG, data position) are HF's. We only add a
   class-weighted loss and a head learning rate (``hf_trainer``) and a callback (``callback``).
   Trade-off: we follow HF's checkpoint layout and its resume semantics.
-- **Committed checkpoints (D5).** Saves happen on our schedule (every N steps and/or seconds, and
-  on SIGTERM); uploads run in the background, at most one in flight; the manifest is written
-  last; resume downloads the newest checkpoint that verifies and passes its explicit local path to
-  ``trainer.train``. Trade-off: a save waits for the previous upload, so a slow store bounds the
-  checkpoint frequency instead of piling up uploads.
+- **Committed checkpoints** (docs/architecture.md, "Checkpoint commit protocol"). Saves happen on
+  our schedule (every N steps and/or seconds, and on SIGTERM); uploads run in the background, at
+  most one in flight; the manifest is written last; resume downloads the newest checkpoint that
+  verifies and passes its explicit local path to ``trainer.train``. Trade-off: a save waits for the
+  previous upload, so a slow store bounds the checkpoint frequency instead of piling up uploads.
 - **Coordinated stop.** SIGTERM sets a flag that all ranks all-reduce at each step boundary; all
-  save the same step, the checkpoint is committed, and the process exits 143 (D4).
+  save the same step, the checkpoint is committed, and the process exits 143
+  (docs/architecture.md, "Exit-code contract").
 - **Resume with changed settings.** The manifest carries a hash of the model, dataset and training
   sections. A checkpoint written under another hash is refused (exit 78) unless env
   ``FINETUNE_ALLOW_CONFIG_CHANGE=1``; a different world size is allowed (weights, optimizer and
   schedule carry over; the data position is exact only for the same world size).
-- **Progress is pulled (D6).** Rank 0 serves Prometheus metrics; logs are JSON lines.
+- **Progress is pulled** (docs/architecture.md, "Progress is pulled"). Rank 0 serves Prometheus
+  metrics; logs are JSON lines.
 - **Best model.** The metric chosen in ``training.evaluation.metric`` drives best-metric tracking
   and early stopping; the published model is the final one (keeping a best copy would double
   checkpoint storage), and metrics.json reports the best value and its step.

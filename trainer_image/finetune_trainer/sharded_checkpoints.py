@@ -2,7 +2,8 @@
 
 HF Trainer saves an FSDP run with torch.distributed.checkpoint (DCP): ``pytorch_model_fsdp_0/``
 and ``optimizer_0/`` each hold one ``__<rank>_<n>.distcp`` file per rank plus a ``.metadata`` file
-written by rank 0. The commit protocol stays D5's: every rank uploads the files it wrote itself
+written by rank 0. The commit protocol stays the one of docs/architecture.md
+("Checkpoint commit protocol"): every rank uploads the files it wrote itself
 (its ``.distcp`` shards and ``rng_state_<rank>.pth``) and its ``_rank-<r>.json``; rank 0 uploads
 the rest and writes the manifest last (``rank_of_file`` tells ``checkpoints.files_owned_by_rank``
 who owns what).

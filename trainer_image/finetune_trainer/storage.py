@@ -1,4 +1,5 @@
-"""Storage URIs through fsspec: the trainer owns all object-storage I/O (D5).
+"""Storage URIs through fsspec: the trainer owns all object-storage I/O
+(docs/architecture.md, "Checkpoint commit protocol").
 
 Accepted schemes are those of the API (s3, gs, az, file, pvc, hf) plus a bare local path. ``pvc://
 <claim>/<path>`` names a PersistentVolumeClaim that the operator mounts at

@@ -7,7 +7,7 @@ file maps
 
 - the pod's own hostname (and ``hostname.subdomain[.namespace.svc[.cluster.local]]``) to the
   pod's own 127.x address. This matters: gloo binds to whatever its hostname resolves to, and it
-  must never be the machine's real interface address (D9);
+  must never be the machine's real interface address (loopback only);
 - every other live pod of this node that has a hostname and a subdomain, by
   ``hostname.subdomain`` within its namespace and by ``hostname.subdomain.namespace.svc`` and
   the FQDN from everywhere. Like CoreDNS with ``publishNotReadyAddresses``, a pod is listed as

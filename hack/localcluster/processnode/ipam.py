@@ -1,10 +1,10 @@
 """Pod addresses from a loopback range, one per pod UID, never reused while the pod exists.
 
-Why loopback: D9 forbids dialing private networks, and 127.0.0.0/8 is all routed to ``lo`` on
-Linux, so every pod can bind its own address and reach every other without any network setup.
-The first /24 of the range (which holds 127.0.0.1, the host) and addresses ending in .0 or .255
-are never handed out. Allocation continues after the last address given out, so an address
-just released is not immediately reused by the next pod.
+Why loopback: nothing may dial private networks (docs/architecture.md, "Loopback only"), and
+127.0.0.0/8 is all routed to ``lo`` on Linux, so every pod can bind its own address and reach every
+other without any network setup. The first /24 of the range (which holds 127.0.0.1, the host) and
+addresses ending in .0 or .255 are never handed out. Allocation continues after the last address
+given out, so an address just released is not immediately reused by the next pod.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def pool_addresses(cidr: str) -> Iterator[str]:
     """Every address of ``cidr`` a pod may get, in order."""
     network = ipaddress.ip_network(cidr, strict=False)
     if not network.subnet_of(ipaddress.ip_network("127.0.0.0/8")):
-        raise ValueError(f"--pod-cidr {cidr} is not inside 127.0.0.0/8; pick a loopback range (D9)")
+        raise ValueError(f"--pod-cidr {cidr} is not inside 127.0.0.0/8; pick a loopback range")
     host_block = ipaddress.ip_network("127.0.0.0/24")
     for address in network.hosts():
         last_octet = int(address) & 0xFF

@@ -17,7 +17,8 @@ token before it expires. This module does the same for the process node:
 - :class:`ApiServerAddress` is the API server as the pod dials it. kube-proxy would route the
   ``kubernetes`` Service's ClusterIP to the API server; the local cluster has no kube-proxy and its
   Service IPs do not route, so ``KUBERNETES_SERVICE_HOST``/``PORT`` name the API server's own
-  loopback address from the process node's kubeconfig (never anything but loopback, D9).
+  loopback address from the process node's kubeconfig (never anything but loopback,
+  docs/architecture.md, "Loopback only").
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class ApiServerAddress:
         if parts.scheme != "https" or not loopback:
             raise ValueError(
                 f"the API server {url!r} of the process node's kubeconfig is not https on a loopback "
-                "IP address; pods get KUBERNETES_SERVICE_HOST from it and may only dial loopback (D9)"
+                "IP address; pods get KUBERNETES_SERVICE_HOST from it and may only dial loopback"
             )
         return cls(host=host, port=parts.port or 443)
 

@@ -338,7 +338,8 @@ class Controller:
         return dataclasses.replace(observed, queue_words=words)
 
     async def observe_progress(self, job: JobView, observed: Observed, now: datetime.datetime) -> Observed:
-        """Add rank 0's progress (scraped when due, D6) and the checkpoint event rate limit."""
+        """Add rank 0's progress (scraped when due; docs/architecture.md, "Progress is pulled") and the
+        checkpoint event rate limit."""
         key = (job.namespace, job.name)
         last_event = self._checkpoint_event_at.get(key)
         due = last_event is None or (now - last_event).total_seconds() >= (
