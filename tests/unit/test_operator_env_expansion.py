@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
 from finetune_api import FineTuneJobSpec
 from finetune_operator.job.builders import build_job
 from finetune_operator.job.jobview import JobView
@@ -28,7 +30,6 @@ FULL_SPEC: dict[str, Any] = {
         "labels": ["neg", "pos"],
         "revision": "main",
         "lora": {"targetModules": ["query"]},
-        "quantization": {"bits": 4},
     },
     "dataset": {
         "train": "s3://data/train.jsonl",
@@ -51,6 +52,14 @@ FULL_SPEC: dict[str, Any] = {
     "storage": {"secretRef": {"name": "s3"}, "endpoint": "http://127.0.0.1:9000", "region": "eu-1"},
     "image": "registry.example/trainer:1",
 }
+
+# Quantized base weights exclude the FSDP knobs above, so they get a spec of their own.
+QUANTIZED_SPEC: dict[str, Any] = {
+    **FULL_SPEC,
+    "model": {**FULL_SPEC["model"], "quantization": {"bits": 4}},
+    "training": {"distribution": {"strategy": "auto"}},
+}
+FULL_SPECS = (FULL_SPEC, QUANTIZED_SPEC)
 
 
 def poison(node: Any, path: str = "") -> tuple[Any, set[str]]:
@@ -105,22 +114,25 @@ def resolve(container: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     return env, expand_all(container["command"], env)
 
 
-def test_the_full_spec_covers_every_string_field_of_the_api():
+def test_the_full_specs_cover_every_string_field_of_the_api():
     schema = FineTuneJobSpec.model_json_schema(by_alias=True)
-    _, touched = poison(JobView.from_body(body()).spec)
+    touched: set[str] = set()
+    for spec in FULL_SPECS:
+        touched |= poison(JobView.from_body(body(spec)).spec)[1]
     missing = string_fields(schema, schema.get("$defs", {})) - touched
     assert not missing, f"add these string fields to FULL_SPEC: {sorted(missing)}"
 
 
-def body() -> dict[str, Any]:
+def body(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "metadata": {"name": "leak", "namespace": "team-a", "uid": "uid-1", "generation": 1},
-        "spec": copy.deepcopy(FULL_SPEC),
+        "spec": copy.deepcopy(spec),
     }
 
 
-def test_no_user_string_expands_to_a_secret_key():
-    parsed = JobView.from_body(body())
+@pytest.mark.parametrize("spec", FULL_SPECS, ids=("fsdp-knobs", "quantized"))
+def test_no_user_string_expands_to_a_secret_key(spec: dict[str, Any]):
+    parsed = JobView.from_body(body(spec))
     poisoned_spec, touched = poison(parsed.spec)
     assert {"storage.endpoint", "storage.region", "image", "output.uri"} <= touched
     job = JobView(**{**parsed.__dict__, "spec": poisoned_spec})
