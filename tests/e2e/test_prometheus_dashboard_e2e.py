@@ -118,7 +118,8 @@ def prometheus(cluster: Any, tmp_path: Path) -> Iterator[Prometheus]:
 def test_every_dashboard_query_returns_data_for_a_running_job(
     quickstart_job: Any, finetunejobs: Any, e2e_operator: Any, prometheus: Prometheus, namespace: str
 ) -> None:
-    manifest = quickstart_job(training={"epochs": 2})
+    manifest = quickstart_job()
+    manifest["spec"]["training"]["epochs"] = 2  # time to spare after the last panel has data
     # evaluate and checkpoint early, so the evaluation and checkpoint panels have data mid-run
     manifest["spec"]["training"]["evaluation"]["everySteps"] = 5
     manifest["spec"]["checkpoint"]["everySteps"] = 5
