@@ -1,8 +1,10 @@
 """The bridge from HF Trainer events to checkpoints, metrics, logs and the coordinated stop.
 
-At every optimizer-step boundary all ranks all-reduce two flags — "SIGTERM seen" and "a timed
+At every optimizer-step boundary all ranks agree on two flags — "SIGTERM seen" and "a timed
 checkpoint is due" — so that every rank takes the same decision at the same step (a rank-local
-clock or signal would otherwise make one rank save or stop alone and deadlock the others). A save
+clock or signal would otherwise make one rank save or stop alone and deadlock the others). With
+several ranks the all-reduce is overlapped with the next step (``FlagAgreement``): the flags of
+step k decide at step k+1 on every rank, and no step waits for a round trip. A save
 is requested through ``control.should_save``, so HF writes the complete resumable state (weights,
 optimizer, scheduler, RNG, data position); ``on_save`` then hands the directory to the checkpoint
 manager for the background upload and commit.
@@ -21,7 +23,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from . import logs as json_logs
 from .checkpoints import CheckpointManager
-from .distributed import Control, StopFlag, WorldInfo
+from .distributed import Control, FlagAgreement, StopFlag, WorldInfo
 from .evaluation import perplexity
 from .manifest import checkpoint_dir_name
 from .metrics_server import TrainerMetrics
@@ -78,6 +80,7 @@ class TrainerBridge(TrainerCallback):
         self.total_batch_size = total_batch_size
         self.task = task
         self.stopped_at: int | None = None
+        self.agreement = FlagAgreement(control, 2)
         self._last_save = time.monotonic()
         self._save_requested = 0.0
         self._last_log_time = time.monotonic()
@@ -98,9 +101,10 @@ class TrainerBridge(TrainerCallback):
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any):
         step = state.global_step
         json_logs.set_context(step=step)
-        every_seconds = self.checkpoint.every_seconds
-        timed = bool(every_seconds) and time.monotonic() - self._last_save >= float(every_seconds or 0)
-        stop, timed = self.collective.any_flags(self.stop.requested, timed)
+        if self.agreement.overlapped:
+            stop, timed = self.agreement.collect()  # what every rank saw at the previous boundary
+        else:
+            stop, timed = self.stop.requested, self._timed_save_due()
         can_save = self.manager is not None
         if stop:
             self.stopped_at = step
@@ -114,10 +118,21 @@ class TrainerBridge(TrainerCallback):
             control.should_save = True
         if control.should_save:
             self._save_requested = time.monotonic()
+        if self.agreement.overlapped and not control.should_training_stop:
+            # Sent after the decision: a save decided now resets the clock, so it is not asked again.
+            self.agreement.start(self.stop.requested, not control.should_save and self._timed_save_due())
         if self.metrics is not None:
             self.metrics.step.set(step)
             self.metrics.epoch.set(state.epoch or 0.0)
         return control
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any):
+        self.agreement.drain()  # no all-reduce may stay pending under the collectives that follow
+        return control
+
+    def _timed_save_due(self) -> bool:
+        every_seconds = self.checkpoint.every_seconds
+        return bool(every_seconds) and time.monotonic() - self._last_save >= float(every_seconds or 0)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any):
         if self.manager is None:

@@ -6,8 +6,12 @@ training starts (which checkpoint to resume from). Agreement always goes through
 the stop flag and the "a timed checkpoint is due" flag are tiny CPU tensors, and NCCL cannot
 reduce CPU tensors.
 
-SIGTERM only raises a local flag; the callback all-reduces it (MAX) at every step boundary so that
-every rank stops after the same step even when only one rank received the signal.
+SIGTERM only raises a local flag; the callback agrees on it with every rank through
+``FlagAgreement`` so that every rank stops after the same step even when only one rank received
+the signal. The agreement is overlapped with training: the all-reduce of the flags seen at step k
+starts asynchronously at that boundary and is read at boundary k+1, so no step waits for a
+round trip; every rank reads the same result at the same boundary, so the decision is still
+taken by all ranks at the same step (one step later than a blocking all-reduce would).
 """
 
 from __future__ import annotations
@@ -83,6 +87,51 @@ class Control:
     def shutdown(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+class FlagAgreement:
+    """Boolean flags OR-ed across ranks, the all-reduce overlapped with the next step.
+
+    ``collect()`` at a step boundary returns the flags every rank *started* at the previous
+    boundary (all False at the first one); the caller decides, then ``start(*flags)`` sends this
+    boundary's flags (computed after the decision, so a save just decided is not requested
+    again). Alone (``overlapped`` False) there is no one to agree with and the caller uses its
+    flags at once. ``drain()`` completes a pending all-reduce (end of training).
+    """
+
+    def __init__(self, control: Control, size: int) -> None:
+        self.control = control
+        self.size = size
+        self._tensor: torch.Tensor | None = None
+        self._work: Any = None
+
+    @property
+    def overlapped(self) -> bool:
+        return self.control.group is not None
+
+    def collect(self) -> list[bool]:
+        if self._tensor is None:
+            return [False] * self.size
+        if self._work is not None:
+            self._work.wait()
+        values = [bool(v) for v in self._tensor.tolist()]
+        self._tensor, self._work = None, None
+        return values
+
+    def start(self, *flags: bool) -> None:
+        if len(flags) != self.size:
+            raise ValueError(f"expected {self.size} flags, got {len(flags)}")
+        self._tensor = torch.tensor([1 if f else 0 for f in flags], dtype=torch.int32)
+        if self.control.group is not None:
+            self._work = dist.all_reduce(
+                self._tensor, op=dist.ReduceOp.MAX, group=self.control.group, async_op=True
+            )
+
+    def drain(self) -> None:
+        """Complete a pending all-reduce (its result is dropped)."""
+        if self._work is not None:
+            self._work.wait()
+        self._tensor, self._work = None, None
 
 
 class StopFlag:
