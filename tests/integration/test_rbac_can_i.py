@@ -37,6 +37,11 @@ def test_namespaced_mode_is_confined_to_the_watched_namespaces(
         kubectl, release, "patch", "finetunejobs.finetune.dev", "--subresource=status", "-n", watched
     )
     assert can_i(kubectl, release, "create", "events", "-n", watched)
+    assert can_i(kubectl, release, "watch", "finetunesweeps.finetune.dev", "-n", watched)
+    assert can_i(
+        kubectl, release, "patch", "finetunesweeps.finetune.dev", "--subresource=status", "-n", watched
+    )
+    assert can_i(kubectl, release, "patch", "finetunejobs.finetune.dev", "-n", watched)  # sweep suspend
 
     # Nothing at all outside it.
     for verb, resource in [
@@ -44,6 +49,8 @@ def test_namespaced_mode_is_confined_to_the_watched_namespaces(
         ("list", "pods"),
         ("create", "jobs.batch"),
         ("list", "finetunejobs.finetune.dev"),
+        ("patch", "finetunejobs.finetune.dev"),
+        ("list", "finetunesweeps.finetune.dev"),
         ("create", "services"),
         ("get", "secrets"),
     ]:
@@ -52,6 +59,7 @@ def test_namespaced_mode_is_confined_to_the_watched_namespaces(
         )
     assert not can_i(kubectl, release, "list", "pods", "--all-namespaces")
     assert not can_i(kubectl, release, "list", "finetunejobs.finetune.dev", "--all-namespaces")
+    assert not can_i(kubectl, release, "list", "finetunesweeps.finetune.dev", "--all-namespaces")
 
 
 @pytest.mark.parametrize("scope", ["cluster", "namespaced"])
@@ -73,13 +81,21 @@ def test_no_secrets_no_spec_writes_no_pod_writes(
         for verb in ("get", "list", "watch"):
             assert not can_i(kubectl, release, verb, "secrets", "-n", ns), f"{verb} secrets in {ns}"
     assert not can_i(kubectl, release, "list", "secrets", "--all-namespaces")
-    # Spec and metadata belong to the user; the operator may create runs for FineTuneSchedules.
-    for verb in ("update", "patch"):
-        for resource in ("finetunejobs.finetune.dev", "finetuneschedules.finetune.dev"):
+    # Spec and metadata belong to the user; the operator creates runs of FineTuneSchedules and trials
+    # of FineTuneSweeps, and patches FineTuneJobs only to set a sweep trial's runPolicy.suspend (the
+    # chart's rules say so; RBAC cannot narrow patch to one field).
+    assert not can_i(kubectl, release, "update", "finetunejobs.finetune.dev", "-n", watched)
+    assert can_i(kubectl, release, "patch", "finetunejobs.finetune.dev", "-n", watched)
+    for verb in ("update", "patch", "create", "delete"):
+        for resource in ("finetuneschedules.finetune.dev", "finetunesweeps.finetune.dev"):
             assert not can_i(kubectl, release, verb, resource, "-n", watched), f"{verb} {resource}"
-    assert not can_i(
-        kubectl, release, "update", "finetunejobs.finetune.dev", "--subresource=status", "-n", watched
-    )
+    for resource in ("finetunejobs", "finetuneschedules", "finetunesweeps"):
+        assert not can_i(
+            kubectl, release, "update", f"{resource}.finetune.dev", "--subresource=status", "-n", watched
+        ), f"update {resource}/status"
+        assert can_i(
+            kubectl, release, "patch", f"{resource}.finetune.dev", "--subresource=status", "-n", watched
+        ), f"patch {resource}/status"
     for verb in ("create", "delete", "patch"):
         assert not can_i(kubectl, release, verb, "pods", "-n", watched), f"{verb} pods"
     assert not can_i(kubectl, release, "create", "pods", "-n", unwatched)

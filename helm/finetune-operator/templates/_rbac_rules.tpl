@@ -4,19 +4,23 @@ watched namespace (Role). Keep them in sync with operator/finetune_operator: eve
 the operator or Kopf calls; tests/integration/test_rbac_*.py runs the operator with only these.
 
 Deliberately absent: Secrets (storage credentials reach the trainer as env from the Secret named in
-the job; the operator never reads them), FineTuneJob update and patch (the operator writes only the
-status subresource, never spec or metadata), pod create or delete (the Job controller owns pods).
+the job; the operator never reads them), FineTuneJob update and any write to FineTuneSchedules or
+FineTuneSweeps but their status (spec and metadata are the user's), pod create or delete (the Job
+controller owns pods). The one spec write is a merge patch of a sweep trial's runPolicy.suspend (see
+the finetunejobs rule); RBAC cannot narrow a verb to one field, so the chart says what is patched.
 */}}
 
 {{- define "finetune-operator.namespacedRules" -}}
 # FineTuneJobs: watched through Kopf (event handlers only: no finalizers, no annotations), read
-# before each reconcile, created by FineTuneSchedules, deleted when runPolicy.ttlSecondsAfterFinished
-# has elapsed or a schedule's history limit is exceeded. Never updated or patched (spec is the user's).
+# before each reconcile, created by FineTuneSchedules and FineTuneSweeps (their trials), deleted when
+# runPolicy.ttlSecondsAfterFinished has elapsed, a schedule's history limit is exceeded or a sweep
+# prunes a trial. Never updated. Patched in one case only: the sweep controller sets
+# spec.runPolicy.suspend of the trials a FineTuneSweep owns (merge patch of that one field) when the
+# sweep's spec.suspend changes, so its running trials stop with a checkpoint and resume later
+# (operator/finetune_operator/sweep/api.py, set_trial_suspended). A job's spec is otherwise the user's.
 - apiGroups: ["finetune.dev"]
   resources: ["finetunejobs"]
   verbs: ["get", "list", "watch", "create", "delete", "patch"]
-# (patch: only a FineTuneSweep's own trials, and only their runPolicy.suspend, when the sweep is
-# suspended or resumed; a pruned trial is deleted.)
 # FineTuneSchedules and FineTuneSweeps: watched through Kopf, read before each pass; they are never
 # written but status.
 - apiGroups: ["finetune.dev"]
@@ -52,7 +56,7 @@ status subresource, never spec or metadata), pod create or delete (the Job contr
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
-# Events on FineTuneJobs and FineTuneSchedules, posted by the operator after each status write.
+# Events on FineTuneJobs, FineTuneSchedules and FineTuneSweeps, posted after each status write.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
