@@ -18,11 +18,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 Key = tuple[str, str]
-Lookup = Callable[[str, str, str], dict[str, Any] | None]
-"""(kind, namespace, name) -> the cached object, or None."""
+
+
+class Cache(Protocol):
+    """What expectations ask of the watch-fed cache (job/cache.py)."""
+
+    def lookup(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def mark(self, kind: str) -> int: ...
+
+    def deleted_since(self, kind: str, namespace: str, name: str, mark: int) -> bool: ...
+
 
 DEFAULT_TTL_SECONDS = 300.0
 
@@ -34,6 +43,9 @@ class Expectation:
     created: bool
     """True: waiting to see it exist; False: waiting to see it gone or deleting."""
     deadline: float
+    mark: int = 0
+    """The cache's change count just before the request: a create is also met by a deletion the
+    cache saw after it (created and deleted again before a pass looked)."""
 
 
 class Expectations:
@@ -44,8 +56,9 @@ class Expectations:
         self.clock = clock
         self._pending: dict[Key, list[Expectation]] = {}
 
-    def expect_created(self, key: Key, kind: str, name: str) -> None:
-        self._add(key, Expectation(kind, name, True, self.clock() + self.ttl))
+    def expect_created(self, key: Key, kind: str, name: str, mark: int) -> None:
+        """`mark`: the cache's `mark(kind)` taken before the create request was sent."""
+        self._add(key, Expectation(kind, name, True, self.clock() + self.ttl, mark))
 
     def expect_deleted(self, key: Key, kind: str, name: str) -> None:
         self._add(key, Expectation(kind, name, False, self.clock() + self.ttl))
@@ -59,13 +72,13 @@ class Expectations:
     def forget(self, key: Key) -> None:
         self._pending.pop(key, None)
 
-    def unmet(self, key: Key, lookup: Lookup) -> list[Expectation]:
+    def unmet(self, key: Key, cache: Cache) -> list[Expectation]:
         """The expectations of `key` the cache does not meet yet (met and expired ones are dropped)."""
         pending = self._pending.get(key)
         if not pending:
             return []
         now = self.clock()
-        left = [e for e in pending if e.deadline > now and not _met(e, key[0], lookup)]
+        left = [e for e in pending if e.deadline > now and not _met(e, key[0], cache)]
         if left:
             self._pending[key] = left
         else:
@@ -76,8 +89,10 @@ class Expectations:
         return sum(len(pending) for pending in self._pending.values())
 
 
-def _met(expectation: Expectation, namespace: str, lookup: Lookup) -> bool:
-    obj = lookup(expectation.kind, namespace, expectation.name)
+def _met(expectation: Expectation, namespace: str, cache: Cache) -> bool:
+    obj = cache.lookup(expectation.kind, namespace, expectation.name)
     if expectation.created:
-        return obj is not None
+        return obj is not None or cache.deleted_since(
+            expectation.kind, namespace, expectation.name, expectation.mark
+        )
     return obj is None or bool((obj.get("metadata") or {}).get("deletionTimestamp"))

@@ -141,6 +141,9 @@ class Informer:
         """How many watches were started (each server timeout or dropped connection starts another)."""
         self.resource_versions: dict[str | None, str | None] = {}
         """The resourceVersion each scope's watch resumes from (None: relist next)."""
+        self.events = 0
+        """Changes applied to the store so far: a mark for "seen since" questions (expectations)."""
+        self._deleted_at: dict[tuple[str, str], int] = {}
         self._objects: dict[tuple[str, str], dict[str, Any]] = {}
         self._by_owner: dict[Key, set[tuple[str, str]]] = {}
         self._synced_scopes: set[str | None] = set()
@@ -158,6 +161,11 @@ class Informer:
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._objects.get((namespace, name))
+
+    def deleted_since(self, namespace: str, name: str, mark: int) -> bool:
+        """True when the cache saw this object deleted after `mark` (a value of `events`): a child
+        created and deleted again before a pass looked is still a create the cache has seen."""
+        return self._deleted_at.get((namespace, name), -1) > mark
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -300,6 +308,7 @@ class Informer:
             return  # a relist of an object we already have: nothing changed
         if previous is not None:
             self._unindex(ref, previous)
+        self.events += 1
         self._objects[ref] = obj
         owner = owner_key(obj)
         if owner is not None:
@@ -311,6 +320,11 @@ class Informer:
         previous = self._objects.pop(ref, None)
         if previous is None:
             return
+        self.events += 1
+        self._deleted_at[ref] = self.events
+        if len(self._deleted_at) > 20000:  # keep the newest half: marks older than that have lapsed
+            newest = sorted(self._deleted_at.items(), key=lambda item: item[1])[10000:]
+            self._deleted_at = dict(newest)
         self._unindex(ref, previous)
         owner = owner_key(previous)
         if owner is not None:

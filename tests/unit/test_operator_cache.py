@@ -96,28 +96,63 @@ class Clock:
         return self.now
 
 
+class Seen:
+    """The expectations' view of a cache: present objects, and deletions numbered like events."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.deleted: dict[tuple[str, str, str], int] = {}
+        self.events = 0
+
+    def lookup(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get((kind, namespace, name))
+
+    def mark(self, kind: str) -> int:
+        return self.events
+
+    def deleted_since(self, kind: str, namespace: str, name: str, mark: int) -> bool:
+        return self.deleted.get((kind, namespace, name), -1) > mark
+
+    def add(self, kind: str, name: str, **metadata: Any) -> None:
+        self.events += 1
+        self.objects[(kind, KEY[0], name)] = {"metadata": metadata}
+
+    def remove(self, kind: str, name: str) -> None:
+        self.events += 1
+        self.objects.pop((kind, KEY[0], name), None)
+        self.deleted[(kind, KEY[0], name)] = self.events
+
+
 def test_expectations_hold_until_the_cache_shows_the_child_or_the_ttl_ends():
     clock = Clock()
     expectations = Expectations(ttl=30, clock=clock)
-    cache: dict[tuple[str, str, str], dict[str, Any]] = {}
+    cache = Seen()
 
-    def lookup(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        return cache.get((kind, namespace, name))
-
-    expectations.expect_created(KEY, "jobs", "reviews-a1")
-    assert [e.name for e in expectations.unmet(KEY, lookup)] == ["reviews-a1"]
-    cache[("jobs", KEY[0], "reviews-a1")] = {"metadata": {}}
-    assert expectations.unmet(KEY, lookup) == []
+    expectations.expect_created(KEY, "jobs", "reviews-a1", cache.mark("jobs"))
+    assert [e.name for e in expectations.unmet(KEY, cache)] == ["reviews-a1"]
+    cache.add("jobs", "reviews-a1")
+    assert expectations.unmet(KEY, cache) == []
 
     expectations.expect_deleted(KEY, "jobs", "reviews-a1")
-    assert len(expectations.unmet(KEY, lookup)) == 1
-    cache[("jobs", KEY[0], "reviews-a1")] = {"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}
-    assert expectations.unmet(KEY, lookup) == []
+    assert len(expectations.unmet(KEY, cache)) == 1
+    cache.add("jobs", "reviews-a1", deletionTimestamp="2026-01-01T00:00:00Z")
+    assert expectations.unmet(KEY, cache) == []
 
-    expectations.expect_created(KEY, "services", "reviews")
+    expectations.expect_created(KEY, "services", "reviews", cache.mark("services"))
     clock.now += 31  # a lost event never blocks a job for good
-    assert expectations.unmet(KEY, lookup) == []
+    assert expectations.unmet(KEY, cache) == []
     assert len(expectations) == 0
+
+
+def test_a_child_created_and_deleted_before_a_pass_looked_meets_its_expectation():
+    expectations = Expectations(ttl=300, clock=Clock())
+    cache = Seen()
+    cache.remove("services", "reviews")  # an older object of that name, gone before our create
+    expectations.expect_created(KEY, "services", "reviews", cache.mark("services"))
+    assert len(expectations.unmet(KEY, cache)) == 1
+    cache.add("services", "reviews")
+    cache.remove("services", "reviews")  # deleted behind our back before any pass ran
+    assert expectations.unmet(KEY, cache) == []
 
 
 def test_an_annotation_or_version_only_change_queues_no_pass():

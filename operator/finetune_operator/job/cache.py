@@ -63,6 +63,12 @@ class ChildCache:
     def lookup(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.informers[kind].get(namespace, name)
 
+    def mark(self, kind: str) -> int:
+        return self.informers[kind].events
+
+    def deleted_since(self, kind: str, namespace: str, name: str, mark: int) -> bool:
+        return self.informers[kind].deleted_since(namespace, name, mark)
+
     def owned(self, kind: str, key: Key, uid: str) -> list[dict[str, Any]]:
         return self.informers[kind].owned_by(key, uid)
 

@@ -233,7 +233,7 @@ class Controller:
             return None
         if not self.children.synced:
             return NOT_SYNCED_RECHECK_SECONDS
-        unmet = self.expectations.unmet(key, self.children.lookup)
+        unmet = self.expectations.unmet(key, self.children)
         if unmet:
             logger.debug(
                 "waiting for the cache to show %s",
@@ -428,16 +428,19 @@ class Controller:
         for action in decision.actions:
             extra = {"namespace": job.namespace, "job": job.name, "action": type(action).__name__}
             if isinstance(action, CreateService):
+                mark = self.children.mark("services")
                 if await self._create_child(self.kube.create_service, action.manifest):
-                    self.expectations.expect_created(key, "services", action.manifest["metadata"]["name"])
+                    name = action.manifest["metadata"]["name"]
+                    self.expectations.expect_created(key, "services", name, mark)
                 crash_point("after-create-service")
             elif isinstance(action, CreateConfigMap):
                 await self._create_spec_config_map(job, action.manifest)
                 crash_point("after-create-configmap")
             elif isinstance(action, CreateJob):
+                mark = self.children.mark("jobs")
                 created = await self._create_child(self.kube.create_job, action.manifest)
                 if created:
-                    self.expectations.expect_created(key, "jobs", action.manifest["metadata"]["name"])
+                    self.expectations.expect_created(key, "jobs", action.manifest["metadata"]["name"], mark)
                 crash_point("after-create-job")
                 logger.info(
                     "attempt %d Job %s", action.attempt, "created" if created else "exists", extra=extra
@@ -470,8 +473,9 @@ class Controller:
         key, name = (job.namespace, job.name), manifest["metadata"]["name"]
         if self.children.has("configmaps", key, job.uid, name):
             return  # ours, from an earlier attempt: nothing to send
+        mark = self.children.mark("configmaps")
         if await self._create_child(self.kube.create_config_map, manifest):
-            self.expectations.expect_created(key, "configmaps", name)
+            self.expectations.expect_created(key, "configmaps", name, mark)
             return
         owners = await self.kube.config_map_owner_uids(job.namespace, name)
         if owners is not None and job.uid not in owners:
