@@ -120,7 +120,7 @@ class BenchCluster:
                 if path.name == "finetunejob.yaml":
                     raise
                 report.progress(f"warning: {path.name} not installed: {str(error)[:300]}")
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/finetunejobs.finetune.dev")
 
     # --- namespaces ----------------------------------------------------------------------------
     def create_namespace(self, name: str) -> None:
