@@ -24,7 +24,7 @@ How it runs here, without a registry or in-cluster Services:
 
 :func:`ensure_kueue` installs and starts it on a running cluster (measured: about 5 s until ready
 and the queues accepted, CRDs already present); `down` stops it with the rest. It is not started
-by the default `up` (it costs start-up time and a watch of every Job and pod, and only the Kueue
+by the default `up` (it costs start-up time and a watch of every Job, and only the Kueue
 tests need it); ``python -m localcluster.kueue`` starts it by hand.
 """
 
