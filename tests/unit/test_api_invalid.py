@@ -140,7 +140,36 @@ INVALID_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("output-missing", {"output": DELETE}, "spec.output"),
     ("unknown-field-typo", {"training": {"learningRat": 0.001}}, "spec.training.learningRat"),
     ("unknown-section", {"modle": {"uri": "s3://x/y"}}, "spec.modle"),
-]
+    # Sharding and QLoRA (issue 18): QLoRA needs adapters and GPUs and is never sharded.
+    (
+        "quantization-without-lora",
+        {"model.quantization": {}, "resources": {"gpusPerWorker": 1}},
+        "spec.model.quantization",
+    ),
+    ("quantization-on-cpu", {"model.quantization": {}, "model.lora": {"r": 8}}, "spec.model.quantization"),
+    (
+        "quantization-with-fsdp",
+        {"model.quantization": {}, "model.lora": {"r": 8}, "resources": {"gpusPerWorker": 1},
+         "training": {"distribution": {"strategy": "fsdp"}}},
+        "spec.model.quantization",
+    ),
+    (
+        "quantization-with-cpu-offload",
+        {"model.quantization": {}, "model.lora": {"r": 8}, "resources": {"gpusPerWorker": 1},
+         "training": {"distribution": {"cpuOffload": True}}},
+        "spec.model.quantization",
+    ),
+    (
+        "hybrid-without-gpus",
+        {"training": {"distribution": {"sharding": "hybrid"}}},
+        "spec.training.distribution.sharding",
+    ),
+    (
+        "ddp-with-fsdp-knobs",
+        {"training": {"distribution": {"strategy": "ddp", "autoWrapLayers": ["BertLayer"]}}},
+        "spec.training.distribution.strategy",
+    ),
+]  # fmt: skip
 
 
 def apply_changes(spec: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from finetune_trainer.sharded_checkpoints import (
 from finetune_trainer.sharding import (
     ShardingPlan,
     count_parameters,
+    default_wrap_layers,
     fsdp_config,
     hybrid_replicas,
     resolve_strategy,
@@ -372,3 +373,18 @@ def test_a_layout_mismatch_is_refused_with_exit_78() -> None:
     with pytest.raises(ConfigError, match="written unsharded"):
         check_resume_layout(manifest_of(["model.safetensors"]), "s3://b/c", plan("fsdp"))
     check_resume_layout(manifest_of(SHARDED, world_size=4), "s3://b/c", plan("fsdp"))  # reshards
+
+
+def test_default_wrap_layers_leave_out_the_class_holding_the_input_embeddings() -> None:
+    from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
+
+    bert = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32
+        )
+    )
+    assert set(bert._no_split_modules) == {"BertEmbeddings", "BertLayer"}
+    assert default_wrap_layers(bert) == ("BertLayer",)  # accelerate shards the embedding on its own
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=11, n_embd=8, n_layer=1, n_head=2, n_positions=8))
+    assert default_wrap_layers(gpt2) == ("GPT2Block",)
+    assert default_wrap_layers(torch.nn.Linear(2, 2)) is None

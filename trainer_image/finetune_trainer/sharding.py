@@ -157,11 +157,14 @@ def plan_distribution(
     replicas = 1
     if strategy == "fsdp" and d.sharding == "hybrid":
         replicas = hybrid_replicas(world.world_size, local_world_size)
+    layers = d.auto_wrap_layers
+    if strategy == "fsdp" and layers is None:
+        layers = default_wrap_layers(model)
     plan = ShardingPlan(
         strategy=strategy,
         sharding=d.sharding,
         cpu_offload=d.cpu_offload,
-        auto_wrap_layers=d.auto_wrap_layers,
+        auto_wrap_layers=layers,
         reason=reason,
         replicas=replicas,
     )
@@ -171,6 +174,7 @@ def plan_distribution(
             "fields": {
                 "strategy": plan.strategy,
                 "sharding": plan.sharding if plan.is_fsdp else None,
+                "auto_wrap_layers": list(plan.auto_wrap_layers or ()) if plan.is_fsdp else None,
                 "reason": reason,
                 "parameters": total,
                 "trainable_parameters": trainable,
@@ -178,6 +182,29 @@ def plan_distribution(
         },
     )
     return plan
+
+
+def default_wrap_layers(model: nn.Module) -> tuple[str, ...] | None:
+    """The model's own ``_no_split_modules`` less any class that holds the input embeddings.
+
+    Why: after the auto-wrap pass accelerate (1.15) shards the input embedding as a unit of its own
+    and only skips it when the embedding *itself* was wrapped; when an auto-wrapped class holds it
+    (BERT's ``BertEmbeddings``), ``fully_shard`` meets already-sharded parameters and fails
+    (found by the BERT FSDP test). Leaving that class out gives the embedding its own unit and
+    leaves the rest of that class (position embeddings, norm) to the root unit. None: the model
+    names no classes (accelerate's own fallback applies).
+    """
+    names = getattr(model, "_no_split_modules", None)
+    if not names:
+        return None
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    holders = {
+        type(module).__name__
+        for module in model.modules()
+        if embedding is not None and module is not embedding and any(m is embedding for m in module.modules())
+    }
+    kept = tuple(sorted(str(name) for name in names if name not in holders))
+    return kept or None
 
 
 def hybrid_replicas(world_size: int, local_world_size: int) -> int:
