@@ -62,13 +62,25 @@ class Conflict(Exception):
     """The object changed since it was read (HTTP 409 on a resourceVersion-guarded write)."""
 
 
+class BoundedApiClient(client.ApiClient):
+    """An ApiClient on which every request has a timeout unless the caller passes its own (a watch).
+
+    Covers the calls made outside this module too (the schedule and sweep controllers' own API
+    helpers), so no call of the operator can wait forever on a half-open connection.
+    """
+
+    def request(self, method: str, url: str, *args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        timeout = _request_timeout or REQUEST_TIMEOUT_SECONDS
+        return super().request(method, url, *args, _request_timeout=timeout, **kwargs)
+
+
 async def load_client_config() -> client.ApiClient:
     """In-cluster credentials when running in a pod, the current kubeconfig otherwise."""
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
         config.load_incluster_config()
     else:
         await config.load_kube_config()
-    return client.ApiClient()
+    return BoundedApiClient()
 
 
 async def get_custom_object(
