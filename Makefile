@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv lock lint fmt crds cluster-up cluster-down cluster-build cluster-status test test-unit demo bench faults clean
+.PHONY: help venv lock lint fmt crds cluster-up cluster-down cluster-build cluster-status test test-unit demo bench bench-data faults clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -62,8 +62,11 @@ test-unit: venv  ## only the fast unit tests (nothing running needed)
 demo: venv  ## the whole loop: cluster, S3, operator, a real 2-worker fine-tuning job, a preemption, resume
 	$(PY) -m localcluster.demo
 
-bench: venv  ## benchmarks; JSON under bench/results/
+bench: venv bench-data  ## benchmarks; JSON under bench/results/
 	$(PY) bench/run_all.py
+
+bench-data:  ## data sets the benchmarks need from Debian (WordNet glosses for bench/quality.py); never needed by make test
+	@test -f /usr/share/wordnet/data.noun || { apt-get update && apt-get install -y --no-install-recommends wordnet-base; }
 
 faults: venv  ## the seeded fault campaign (worker kills, S3 outages): JSON to stdout and bench/results/faults.json; docs/reliability.md
 	$(PY) bench/faults.py

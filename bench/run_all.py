@@ -22,10 +22,12 @@ import traceback
 
 from bench import (
     checkpoint_upload,
+    distributed_throughput,
     docs_tables,
     fsdp,
     operator_scale,
     peer_training_operator,
+    quality,
     recovery,
     report,
     sweep,
@@ -40,6 +42,8 @@ BENCHMARKS = {
     "sweep": sweep,
     "fsdp": fsdp,
     "checkpoint_upload": checkpoint_upload,
+    "distributed_throughput": distributed_throughput,
+    "quality": quality,
 }
 
 
