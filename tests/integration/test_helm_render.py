@@ -219,6 +219,15 @@ def test_rbac_lets_the_operator_keep_the_spec_configmap(helm: Helm) -> None:
         assert grants(rules, "", "configmaps", verb)
 
 
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_rbac_lets_the_operator_read_kueue_workloads_and_nothing_more(helm: Helm, mode: str) -> None:
+    """The Suspended condition quotes Kueue's Workload (operator job/kueue.py): list only."""
+    rules = rules_of(helm.template(MODES[mode]))
+    assert grants(rules, "kueue.x-k8s.io", "workloads", "list")
+    for verb in ("get", "watch", "create", "update", "patch", "delete"):
+        assert not grants(rules, "kueue.x-k8s.io", "workloads", verb), verb
+
+
 def test_policy_values_become_operator_flags(helm: Helm) -> None:
     values = {
         "policy.allowedImages": ["registry.example/team/*"],
