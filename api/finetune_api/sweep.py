@@ -136,8 +136,7 @@ PARAMETER_RULES: tuple[Rule, ...] = (
         field="min",
         message="a categorical parameter takes values, not min, max, step or log",
         cel=(
-            "self.type != 'categorical' || "
-            "(!has(self.min) && !has(self.max) && !has(self.step) && !self.log)"
+            "self.type != 'categorical' || (!has(self.min) && !has(self.max) && !has(self.step) && !self.log)"
         ),
         holds=lambda p: (
             p.type != "categorical" or (p.min is None and p.max is None and p.step is None and not p.log)
