@@ -3,8 +3,9 @@ single worker trains a tiny BERT for real on the process node, checkpointing to 
 
 - a grid of 4 trials completes with the right best trial, although the operator is SIGKILLed while
   trials run (no trial is created twice);
-- parallelTrials 2 is never exceeded (watched through the whole sweep);
-- a hopeless learning rate is pruned by the median rule before its last evaluation;
+- parallelTrials 2 is never exceeded (watched through the whole sweep), for grid and TPE;
+- a hopeless learning rate is pruned by the median rule before its last evaluation, and by
+  hyperband at its first rung;
 - maxFailedTrials ends the sweep Failed.
 """
 
@@ -201,12 +202,37 @@ def test_a_grid_sweep_finds_the_best_trial_and_survives_an_operator_crash(
     )
 
 
+def test_a_tpe_sweep_never_runs_more_than_parallel_trials_at_once(
+    sweep_operator, sweeps, tiny_data, s3_bucket
+) -> None:
+    prefix = f"s3://{s3_bucket}/sweep-tests/{uuid.uuid4().hex[:8]}"
+    spec = {
+        "template": template(tiny_data, prefix, max_steps=16),
+        "parameters": [
+            {"name": "training.learningRate", "type": "float", "min": 1e-4, "max": 1e-2, "log": True},
+            {"name": "training.weightDecay", "type": "float", "min": 0.0, "max": 0.1},
+        ],
+        "algorithm": {"name": "tpe", "seed": 5},
+        "maxTrials": 3,
+        "parallelTrials": 2,
+    }
+    with ConcurrencyWatch(sweeps, "tpe") as watch:
+        sweeps.create("tpe", spec)
+        status = sweeps.wait_phase("tpe", "Succeeded")
+    assert watch.most == 2  # two at once, never three
+    assert status["trials"] == {"total": 3, "running": 0, "succeeded": 3, "pruned": 0, "failed": 0}
+    rates = {r["parameters"]["training.learningRate"] for r in status["history"]}
+    assert len(rates) == 3 and all(1e-4 <= rate <= 1e-2 for rate in rates)
+    assert status["bestTrial"]["value"] == min(r["value"] for r in status["history"])
+
+
 def _seed_with_hopeless_last(spec: dict[str, Any]) -> int:
     """A grid seed whose order puts the hopeless rate last (the order is the sampler's, replayed)."""
+    count = len(spec["parameters"][0]["values"])
     for seed in range(50):
         parsed = parse_sweep_spec({**spec, "algorithm": {"name": "grid", "seed": seed}})
         history: list[dict[str, Any]] = []
-        for index in range(3):
+        for index in range(count):
             values, sampler_state = suggest(parsed, history, "replay", index)
             history.append(
                 {
@@ -247,6 +273,31 @@ def test_a_hopeless_trial_is_pruned_by_the_median_rule_before_its_last_evaluatio
         120,
         "the pruned trial's FineTuneJob deleted",
     )
+
+
+def test_a_hopeless_trial_is_pruned_by_hyperband_at_its_first_rung(
+    sweep_operator, sweeps, tiny_data, s3_bucket
+) -> None:
+    """One bracket (maxResource 2 < reductionFactor 3): successive halving from evaluation 1, where
+    a trial goes on only if it is the best of fewer than three that reached the rung."""
+    prefix = f"s3://{s3_bucket}/sweep-tests/{uuid.uuid4().hex[:8]}"
+    spec: dict[str, Any] = {
+        "template": template(tiny_data, prefix, max_steps=24, every=4),
+        "parameters": [{"name": "training.learningRate", "type": "categorical", "values": [GOOD, HOPELESS]}],
+        "earlyStopping": {"name": "hyperband", "minResource": 1, "maxResource": 2, "reductionFactor": 3},
+        "parallelTrials": 1,
+    }
+    spec["algorithm"] = {"name": "grid", "seed": _seed_with_hopeless_last(spec)}
+    sweeps.create("hyperband", spec)
+    status = sweeps.wait_phase("hyperband", "Succeeded")
+    good, hopeless = (
+        next(r for r in status["history"] if r["parameters"]["training.learningRate"] == rate)
+        for rate in (GOOD, HOPELESS)
+    )
+    assert good["state"] == "Succeeded", good
+    assert hopeless["state"] == "Pruned", hopeless
+    assert hopeless["step"] < 24 and "pruned by hyperband" in hopeless["message"]
+    assert "completed_rung_0" in good["samplerState"]  # the rung it was compared with, from status
 
 
 def test_max_failed_trials_ends_the_sweep_failed(sweep_operator, sweeps, tiny_data, s3_bucket) -> None:
