@@ -30,6 +30,7 @@ from finetune_trainer.sharding import (
     fsdp_config,
     hybrid_replicas,
     resolve_strategy,
+    return_freed_buffers_to_the_kernel,
     scaling_from_settings,
     training_arguments,
     training_state_bytes,
@@ -388,3 +389,10 @@ def test_default_wrap_layers_leave_out_the_class_holding_the_input_embeddings() 
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=11, n_embd=8, n_layer=1, n_head=2, n_positions=8))
     assert default_wrap_layers(gpt2) == ("GPT2Block",)
     assert default_wrap_layers(torch.nn.Linear(2, 2)) is None
+
+
+def test_only_a_cpu_fsdp_gang_changes_the_malloc_threshold() -> None:
+    fsdp, ddp = plan("fsdp"), plan("ddp")
+    assert return_freed_buffers_to_the_kernel(ddp, cuda=False) is False
+    assert return_freed_buffers_to_the_kernel(fsdp, cuda=True) is False
+    assert return_freed_buffers_to_the_kernel(fsdp, cuda=False) is True  # glibc (the trainer image's libc)
