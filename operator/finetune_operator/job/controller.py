@@ -13,8 +13,9 @@ Order within a pass (docs/architecture.md "Status conditions" and "Level-trigger
    the pass before anything is acted on, and the key is retried with a fresh read; this write is
    what makes restart accounting exactly-once (see reconcile's docstring). The watch event of our
    own write does not queue another pass;
-5. carry out the actions (idempotent; each create/delete is recorded as an expectation);
-6. post the Events, only after the status write succeeded;
+5. post the Events, only after the status write succeeded (and before acting, so an Event is
+   never later than the status it explains);
+6. carry out the actions (idempotent; each create/delete is recorded as an expectation);
 7. schedule the next pass: the decision's requeue, capped by the resync period; a finished job
    has no timer at all (only a change to it or its children, or its TTL, brings it back).
 """
@@ -251,6 +252,9 @@ class Controller:
         decision = decide(job, observed, now, self.settings)
         events = [*decision.events, *self._non_finite_warning(key, rank0_pod_ip(observed) is not None)]
         coalesced = await self._write_status(key, body, decision.status, now)
+        # Events tell the transition just written: posted before acting, so whoever sees the new
+        # status also finds its Event (the actions' API calls would otherwise sit in between).
+        await self._post_events(body, events, now)
         try:
             await self._act(job, decision)
         except ChildRejected as error:
@@ -258,7 +262,6 @@ class Controller:
             logger.warning("%s", error, extra={"namespace": namespace, "job": name})
             self._rejected[key] = (job.uid, str(error))
             return 0.0
-        await self._post_events(body, events, now)
         self._count(key, decision)
         self.metrics.set_job_progress(key, decision.status)
         if any(event.reason == reasons.CHECKPOINT_COMMITTED for event in decision.events):
