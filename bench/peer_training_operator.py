@@ -27,6 +27,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import base64
 import contextlib
 import math
 import os
@@ -177,6 +178,29 @@ def uninstall_peer(cluster: BenchCluster) -> None:
     cluster.delete_namespace(PEER_NAMESPACE, wait=120)
 
 
+CERT_DIR = Path("/tmp/k8s-webhook-server/serving-certs")
+"""Where upstream's certificate rotator expects the webhook Secret mounted (fixed in its code)."""
+
+
+def mount_webhook_certs(core: Any) -> None:
+    """Do the kubelet's part: copy the Secret the peer's rotator fills into its cert directory.
+
+    In a pod the Secret is a mounted volume; the rotator waits for the files to appear there before
+    it lets the controllers start. Here nothing mounts it, so the benchmark writes them.
+    """
+
+    def filled() -> dict[str, str] | None:
+        data = core.read_namespaced_secret(WEBHOOK_SECRET, PEER_NAMESPACE).data or {}
+        return data if {"tls.crt", "tls.key"} <= set(data) else None
+
+    data = wait_until(filled, 120, f"the peer's rotator to fill Secret {PEER_NAMESPACE}/{WEBHOOK_SECRET}")
+    CERT_DIR.mkdir(parents=True, exist_ok=True)
+    for name, value in data.items():
+        path = CERT_DIR / name
+        path.write_bytes(base64.b64decode(value))
+        path.chmod(0o600)
+
+
 class PeerProcess:
     """The training-operator binary, watching one namespace; RSS and CPU sampled like ours."""
 
@@ -196,7 +220,7 @@ class PeerProcess:
         self._peak = 0
         self._stop = threading.Event()
 
-    def start(self) -> None:
+    def start(self, core: Any) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
@@ -208,6 +232,7 @@ class PeerProcess:
                 raise RuntimeError(f"training-operator exited {self.process.returncode}; see {self.log_path}")
             return "Starting workers" in self.log_path.read_text(errors="replace")
 
+        mount_webhook_certs(core)
         wait_until(
             started, 120, "training-operator's PyTorchJob controller to start", hint=f"see {self.log_path}"
         )
@@ -259,7 +284,7 @@ def run_peer(
         binary, cluster.env(), namespace, kubeconfig, cluster.config.log_dir / f"peer-{namespace}.log"
     )
     try:
-        peer.start()
+        peer.start(cluster.core)
         run.start()
         jobs.start()
         requests_before = cluster.request_counts()
@@ -319,8 +344,9 @@ def run_peer(
         result["watchErrors"] = run.pods.errors + run.jobs.errors + jobs.errors
         return result
     finally:
-        jobs.stop()
-        run.stop()
+        for recorder in (jobs, run.pods, run.jobs):
+            with contextlib.suppress(RuntimeError):  # never started: the failure is reported above
+                recorder.stop()
         peer.stop()
         report.progress(f"peer N={size}: deleting namespace {namespace}")
         cluster.delete_namespace(namespace, wait=phase_timeout(run.pods_expected))
