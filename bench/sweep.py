@@ -1,14 +1,22 @@
-"""`make bench` part: the FineTuneSweep controller's decision cost, measured on its pure pass.
+"""`make bench` part: what a FineTuneSweep costs the operator, on its pure pass and on the cluster.
 
-What it measures (JSON on stdout, no timed assertions): a TPE sweep with the median pruner is driven
-through `plan_pass` exactly as the controller drives it, with trials whose evaluation curves follow
-a made-up landscape; per trial it records the operator CPU spent deciding (suggestions, study
-rebuilds, pruning), and how many passes separate a trial's end from the next trial's creation (0:
-the same pass that sees a trial finish records and creates its successor, so the gap is one watch
-event plus one pass). Not measured here: the same on the real cluster with real training, and the
-12-trial TPE vs default-hyperparameters macro-F1 comparison of issue 15 (not yet written).
+What it measures (JSON on stdout, no timed assertions):
 
-Usage: python bench/sweep.py [--trials 40] [--algorithm tpe]
+- `decisions`: a TPE sweep with the median pruner is driven through `plan_pass` exactly as the
+  controller drives it, with trials whose evaluation curves follow a made-up landscape; per trial
+  it records the operator CPU spent deciding (suggestions, study rebuilds, pruning), and how many
+  passes separate a trial's end from the next trial's creation (0: the same pass that sees a trial
+  finish records and creates its successor, so the gap is one watch event plus one pass).
+- `cluster`: a sequential sweep (parallelTrials 1) of tiny real trainings on the local cluster's
+  process node, under the operator with its default settings: the seconds from a trial's
+  FineTuneJob turning Succeeded to the next trial's FineTuneJob appearing (both seen on one watch,
+  in this process's clock; floor 0), and the operator's CPU seconds per trial (its whole process:
+  the job controller running the trial, the scrapes, the sweep's decisions), next to the per-job
+  figure of operator_scale (bench/results/operator_scale.json) for comparison.
+
+Not measured yet: the 12-trial TPE vs default-hyperparameters macro-F1 comparison of issue 15.
+
+Usage: python bench/sweep.py [--trials 40] [--algorithm tpe] [--cluster-trials 3] [--no-cluster]
 """
 
 from __future__ import annotations
@@ -20,16 +28,26 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import contextlib
 import copy
 import itertools
 import json
 import math
 import resource
+import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from bench import report
+from bench.cluster_session import BenchCluster
+from bench.operator_process import OperatorProcess
+from bench.watching import MilestoneRecorder
+from finetune_api.constants import GROUP, PLURAL, VERSION
+from finetune_api.sweep import LABEL_SWEEP, SWEEP_PLURAL
 from finetune_operator.sweep.plan import plan_pass
+from localcluster.waiting import wait_until
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 EVALUATIONS = 5
@@ -122,17 +140,160 @@ def run(trials: int, algorithm: str) -> dict[str, Any]:
     }
 
 
+CLUSTER_SWEEP = "bench-sweep"
+CLUSTER_WAIT = 1800.0
+
+
+def cluster_template(model: str, train: str, validation: str, prefix: str) -> dict[str, Any]:
+    """One tiny real training per trial on the process node (the trainer tests' BERT and data)."""
+    return {
+        "model": {"uri": model, "task": "sequence-classification", "numLabels": 2},
+        "dataset": {"train": train, "validation": validation, "maxLength": 16},
+        "training": {
+            "maxSteps": 16,
+            "batchSizePerDevice": 8,
+            "loggingSteps": 4,
+            "evaluation": {"strategy": "steps", "everySteps": 8, "metric": "loss"},
+        },
+        "resources": {
+            "workers": 1,
+            "gpusPerWorker": 0,
+            "nodeSelector": {"finetune.dev/process-node": "true"},
+            "tolerations": [
+                {"key": "finetune.dev/process-node", "operator": "Exists", "effect": "NoSchedule"}
+            ],
+        },
+        "checkpoint": {"everySteps": 8, "keep": 1},
+        "output": {"uri": f"{prefix}/out"},
+        "storage": {"secretRef": {"name": "s3-credentials"}},
+        "runPolicy": {"terminationGracePeriodSeconds": 5},
+    }
+
+
+def trial_milestones(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """A trial FineTuneJob is `created` when first seen and `ended` once Succeeded or Failed is True."""
+    name = (obj.get("metadata") or {}).get("name")
+    seen = [(name, "created")]
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") in ("Succeeded", "Failed") and condition.get("status") == "True":
+            seen.append((name, "ended"))
+    return seen
+
+
+def per_job_cpu_floor() -> float | None:
+    """The operator's CPU seconds per FineTuneJob of the last operator_scale run (smallest size)."""
+    path = Path(__file__).resolve().parent / "results" / "operator_scale.json"
+    with contextlib.suppress(FileNotFoundError, KeyError, IndexError, ValueError):
+        sizes = json.loads(path.read_text())["sizes"]
+        return float(sizes[0]["operator"]["operator"]["cpuSecondsPerJob"])
+    return None
+
+
+def run_on_cluster(trials: int) -> dict[str, Any]:
+    """A sequential grid sweep of `trials` real trainings under the operator; see the module docstring."""
+    from tests.integration.trainer_helpers import sentiment_records, write_jsonl, write_tiny_bert
+
+    rates = [round(5e-3 / 2**k, 8) for k in range(trials)]
+    with BenchCluster() as cluster, tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
+        cluster.install_crds()
+        kubeconfig = cluster.operator_kubeconfig(cluster.config.state_dir / "bench" / "operator.kubeconfig")
+        namespace = f"bench-sweep-{uuid.uuid4().hex[:5]}"
+        env = cluster.env()
+        prefix = f"s3://{env.get('S3_BUCKET', 'finetune')}/bench/{namespace}"
+        cluster.create_namespace(namespace)
+        secret = {k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")}
+        cluster.core.create_namespaced_secret(
+            namespace, {"metadata": {"name": "s3-credentials"}, "stringData": secret}
+        )
+        work = Path(tmp)
+        model = write_tiny_bert(work / "model")
+        train = write_jsonl(work / "train.jsonl", sentiment_records(96, seed=3))
+        validation = write_jsonl(work / "validation.jsonl", sentiment_records(32, seed=4))
+        operator = OperatorProcess(
+            env, namespace, kubeconfig, cluster.config.log_dir / f"operator-{namespace}.log"
+        )
+        recorder = MilestoneRecorder(
+            cluster.custom.list_namespaced_custom_object, trial_milestones,
+            group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL,
+            label_selector=f"{LABEL_SWEEP}={CLUSTER_SWEEP}",
+        )  # fmt: skip
+        try:
+            operator.start()
+            recorder.start()
+            cpu_before = operator.cpu_seconds()
+            started = time.monotonic()
+            body = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "FineTuneSweep",
+                "metadata": {"name": CLUSTER_SWEEP},
+                "spec": {
+                    "template": cluster_template(
+                        f"file://{model}", f"file://{train}", f"file://{validation}", prefix
+                    ),
+                    "parameters": [{"name": "training.learningRate", "type": "categorical", "values": rates}],
+                    "algorithm": {"name": "grid"},
+                    "parallelTrials": 1,
+                },
+            }
+            cluster.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, SWEEP_PLURAL, body)
+            report.progress(f"sweep: {trials} real trials, one at a time, in {namespace}")
+
+            def finished() -> dict[str, Any] | None:
+                sweep = cluster.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, SWEEP_PLURAL, CLUSTER_SWEEP
+                )
+                status = sweep.get("status") or {}
+                return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+            status = wait_until(
+                finished, CLUSTER_WAIT, f"sweep {CLUSTER_SWEEP} finished", hint=f"see {operator.log_path}"
+            )
+            wall = time.monotonic() - started
+            cpu = operator.cpu_seconds() - cpu_before
+            created, ended = recorder.times("created"), recorder.times("ended")
+            names = [f"{CLUSTER_SWEEP}-t{index}" for index in range(trials)]
+            gaps = [
+                round(created[following] - ended[previous], 3)
+                for previous, following in itertools.pairwise(names)
+                if previous in ended and following in created
+            ]
+            return {
+                "trials": trials,
+                "phase": status.get("phase"),
+                "trialCounts": status.get("trials"),
+                "trialEndToNextStartSeconds": gaps,
+                "trialEndToNextStartSecondsMax": max(gaps) if gaps else None,
+                "operatorCpuSecondsPerTrial": round(cpu / trials, 3),
+                "operatorCpuSecondsPerJobOfOperatorScale": per_job_cpu_floor(),
+                "sweepWallSeconds": round(wall, 1),
+            }
+        finally:
+            recorder.stop()
+            operator.stop()
+            report.progress(f"sweep: deleting namespace {namespace}")
+            cluster.delete_namespace(namespace, wait=CLUSTER_WAIT)
+            with contextlib.suppress(FileNotFoundError):
+                cluster.s3().rm(prefix.removeprefix("s3://"), recursive=True)
+            cluster.delete_operator_identity()
+
+
 def summary_table(result: dict[str, Any]) -> str:
-    rows = [f"| {key} | {value} |" for key, value in result.items()]
+    rows = [f"| decisions: {key} | {value} |" for key, value in result["decisions"].items()]
+    rows += [f"| cluster: {key} | {value} |" for key, value in (result.get("cluster") or {}).items()]
     return "\n".join(["| measure | value |", "|---|---|", *rows])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=40)
-    parser.add_argument("--algorithm", default="tpe")
+    parser.add_argument("--trials", type=int, default=40, help="decisions: trials of the pure-pass sweep")
+    parser.add_argument("--algorithm", default="tpe", help="decisions: the sweep's algorithm")
+    parser.add_argument("--cluster-trials", type=int, default=3, help="cluster: real trials, one at a time")
+    parser.add_argument("--no-cluster", action="store_true", help="skip the real-cluster part")
     args = parser.parse_args(argv)
-    return run(args.trials, args.algorithm)
+    result: dict[str, Any] = {"benchmark": "sweep", "decisions": run(args.trials, args.algorithm)}
+    if not args.no_cluster:
+        result["cluster"] = run_on_cluster(args.cluster_trials)
+    return result
 
 
 if __name__ == "__main__":
