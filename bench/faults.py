@@ -16,9 +16,10 @@ the store is a private SeaweedFS — tests/integration/private_s3.py — that th
 - ``s3Outages`` (``--outages``, default 5): the store is killed at a checkpoint step and the
   trainer is SIGKILLed once its checkpoint work is stuck on the dead store (a retry is logged), so
   that upload can never finish; then the store comes back and the trainer restarts.
-  ``corruptCheckpointsResumed`` counts resumes from a checkpoint that does not verify against its
-  manifest (independently re-checked here) or whose continued losses differ from the reference;
-  ``uncommittedDirsLeft`` shows how often the fault really hit mid-upload.
+  ``corruptCheckpointsResumed`` counts reruns that did not resume exactly the newest checkpoint
+  that verifies when re-checked here beforehand (manifest, sizes, every sha256), or whose
+  continued losses differ from the reference; ``hitMidUpload`` counts trials where the checkpoint
+  under way was lost (never committed) or left files without a manifest.
 - ``s3Blips`` (same count): the store is killed for a while during a run that is *not* killed:
   the run must end with exit 0 (never 78) after logging retries.
 - ``operatorKills``: on the local cluster, the operator (a real process watching a fresh
@@ -197,18 +198,23 @@ def losses_differ(losses: dict[int, float], reference: dict[int, float]) -> list
     return bad
 
 
-def verify_resumed(server: Any, prefix: str, step: int, work: Path) -> bool:
-    """Independently re-check the checkpoint a run resumed from: manifest, sizes, every sha256."""
+def newest_intact(server: Any, prefix: str, work: Path) -> int | None:
+    """The newest checkpoint whose manifest, sizes and every sha256 verify, checked independently
+    of the trainer's resume (each candidate is downloaded in full)."""
     from finetune_trainer.checkpoints import CheckpointManager
     from finetune_trainer.distributed import WorldInfo
     from finetune_trainer.manifest import ManifestError
 
-    checker = CheckpointManager(f"{prefix}/ckpt", 2, WorldInfo(0, 0, 1), "x", {}, "faults", attempt=10**6)
-    try:
-        checker.fetch(step, work / f"verify-{uuid.uuid4().hex[:6]}")
-    except (ManifestError, FileNotFoundError):
-        return False
-    return True
+    checker = CheckpointManager(f"{prefix}/ckpt", 2, WorldInfo(0, 0, 1), "x", {}, "faults", attempt=0)
+    for step, manifest, _ in checker.candidates():
+        if manifest is None:
+            continue
+        try:
+            checker.fetch(step, work / f"verify-{uuid.uuid4().hex[:6]}")
+        except (ManifestError, FileNotFoundError):
+            continue
+        return step
+    return None
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -281,17 +287,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             first = campaign.run_until(config, f"outage-{trial}-a", step, on_step=stall_upload)
             server.start()
             uncommitted = count_uncommitted(server, prefix)
+            # Before the rerun (whose retention may delete it): the newest checkpoint that verifies
+            # independently (manifest, sizes, every sha256). The rerun must resume exactly that one.
+            intact = newest_intact(server, prefix, work)
             second = campaign.run_to_end(config, f"outage-{trial}-b")
             losses, samples = trajectory([first, second])
-            verified = second.resumed_from is None or verify_resumed(
-                server, prefix, second.resumed_from, work
-            )
+            resumed = second.resumed_from
+            verified = resumed == intact
             differing = losses_differ(losses, reference.losses)
             outages.append(
                 {
                     "storeKilledAtStep": step,
                     "uncommittedDirsLeft": uncommitted,
-                    "resumedFrom": second.resumed_from,
+                    "inFlightCheckpointLost": (resumed or 0) < step,
+                    "newestIntactCheckpoint": intact,
+                    "resumedFrom": resumed,
                     "exit": second.code,
                     "resumedCheckpointVerifies": verified,
                     "lossStepsDiffering": differing,
@@ -322,7 +332,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "s3Outages": {
             "trials": outages,
-            "hitMidUpload": sum(1 for o in outages if o["uncommittedDirsLeft"]),
+            "hitMidUpload": sum(
+                1 for o in outages if o["uncommittedDirsLeft"] or o["inFlightCheckpointLost"]
+            ),
             "corruptCheckpointsResumed": sum(
                 1 for o in outages if not o["resumedCheckpointVerifies"] or o["lossStepsDiffering"]
             ),
