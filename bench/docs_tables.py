@@ -223,11 +223,35 @@ def peer_section(result: dict[str, Any]) -> str:
     return text
 
 
+def distributed_section(result: dict[str, Any]) -> str:
+    from bench.distributed_throughput import summary_table
+
+    title = (
+        f"### Distributed throughput (CPU budget {result['cpuBudget']}, global batch "
+        f"{result['globalBatch']}, {result['steps']} steps)"
+    )
+    return f"{title}\n\n{summary_table(result)}"
+
+
+def quality_section(result: dict[str, Any]) -> str:
+    from bench.quality import summary_table
+
+    sizes = result["data"]["sizes"]
+    title = (
+        f"### Quality (WordNet noun glosses, {len(result['data']['classes'])} classes, "
+        f"{sizes['train']}/{sizes['validation']}/{sizes['test']} train/validation/test; "
+        f"operator within 1 point of plain: {result['operatorWithinOnePoint']})"
+    )
+    return f"{title}\n\n{summary_table(result)}"
+
+
 SECTIONS = {
     "operator_scale": scale_section,
     "peer_training_operator": peer_section,
     "trainer_overhead": trainer_section,
     "recovery": recovery_section,
+    "distributed_throughput": distributed_section,
+    "quality": quality_section,
 }
 
 
