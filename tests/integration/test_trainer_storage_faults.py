@@ -6,6 +6,7 @@
 - The S3 server is stopped while the trainer reads its data and while it uploads a checkpoint,
   then started again: the run ends with exit 0, every committed checkpoint verifies, and the
   trainer logged retries instead of failing.
+- A store that denies the credentials is permanent: exit 78 at once, no retries.
 """
 
 from __future__ import annotations
@@ -222,3 +223,21 @@ def test_the_trainer_rides_out_s3_outages_while_reading_data_and_uploading(tmp_p
     assert verified == [40, 35]
     for step in verified:
         checker.fetch(step, tmp_path / "verify")  # raises ManifestError on any digest mismatch
+
+
+def test_a_store_that_denies_the_credentials_is_a_permanent_failure(tmp_path, private_s3, s3_env):
+    """Denied by the store (here: a wrong secret) is not waited out: exit 78 naming the field."""
+    model, train = tiny_classification_files(tmp_path / "files")
+    prefix = f"s3://{private_s3.bucket}/denied/{uuid.uuid4().hex[:8]}"
+    private_s3.filesystem().put_file(str(train), f"{prefix.removeprefix('s3://')}/train.jsonl")
+    spec = classification_spec(
+        f"file://{model}", f"{prefix}/train.jsonl", None, f"{prefix}/out", f"{prefix}/ckpt", maxSteps=4
+    )
+    env = trainer_env(tmp_path, **{**private_s3.env(), "AWS_SECRET_ACCESS_KEY": "not-the-secret"})
+    log = tmp_path / "trainer.log"
+    trainer = start_trainer(write_config(tmp_path / "spec.json", spec), env, log)
+    code = trainer.wait(300)
+    assert code == 78, log.read_text()[-3000:]
+    message = (tmp_path / "termination-log").read_text()
+    assert "spec.dataset.train" in message and "denied" in message
+    assert retry_count(log) == 0
