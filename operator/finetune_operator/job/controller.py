@@ -35,6 +35,7 @@ from finetune_operator import conditions as cond
 from finetune_operator import naming, reasons
 from finetune_operator.crashpoints import crash_point
 from finetune_operator.expectations import Expectations
+from finetune_operator.informer import trim_metadata
 from finetune_operator.job.assembly import invalid_spec_status
 from finetune_operator.job.cache import ChildCache, group_by_attempt
 from finetune_operator.job.jobview import InvalidSpecError, JobView
@@ -201,8 +202,12 @@ class Controller:
         held, arrived = _version(self._bodies.get(key)), _version(obj)  # type: ignore[arg-type]
         if held is not None and arrived is not None and arrived <= held:
             return
-        self._bodies[key] = obj  # type: ignore[index]
+        self._remember(key, obj)  # type: ignore[arg-type]
         self.enqueue(key)  # type: ignore[arg-type]
+
+    def _remember(self, key: Key, body: dict[str, Any]) -> None:
+        """Hold a FineTuneJob without its managedFields (the largest part of its metadata)."""
+        self._bodies[key] = {**body, "metadata": trim_metadata(body.get("metadata") or {})}
 
     def _record_pass(self, result: str, seconds: float) -> None:
         self.metrics.reconcile_total.labels(result=result).inc()
@@ -218,7 +223,7 @@ class Controller:
             if body is None:
                 self.forget(key)
                 return None
-            self._bodies[key] = body
+            self._remember(key, body)
         now = self.clock()
         metadata = body["metadata"]
         if metadata.get("deletionTimestamp"):
@@ -421,7 +426,7 @@ class Controller:
         self.metrics.status_writes_total.labels(result="written").inc()
         crash_point("after-status-write")
         if result is not None:
-            self._bodies[key] = result  # its watch echo then carries nothing new: no extra pass
+            self._remember(key, result)  # its watch echo then carries nothing new: no extra pass
         if status.get("progress") != previous.get("progress"):
             self._progress_written_at[key] = now
         return None
