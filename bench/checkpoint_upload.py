@@ -5,7 +5,7 @@ upload MiB/s over copy MiB/s says how much of the machine's I/O the upload path 
 and the upload runs beside training, so a training step's time while it runs over a step's time
 without it says what the upload steals from training (goal <= 1.05).
 
-What runs, in one process, against a private SeaweedFS (tests/integration/private_s3.py: the
+What runs, in one process, against a private SeaweedFS (hack/finetune_testkit/private_s3.py: the
 cluster's S3 binary and flags, its own port block, so nothing else on the machine is disturbed):
 
 - a checkpoint of the shape trainer_overhead.py's model writes (BERT hidden 256, 4 layers: 8.4 MiB
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
 
-    from tests.integration.private_s3 import PrivateS3
+    from finetune_testkit.private_s3 import PrivateS3
 
     work = Path(tempfile.mkdtemp(prefix="bench-ckpt-upload-"))
     server = None if args.bucket_uri else PrivateS3(work / "s3")

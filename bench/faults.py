@@ -6,7 +6,7 @@ Targets: 0 corrupt checkpoints resumed, 0 resumed loss curves that differ from a
 run, 0 samples seen twice in an epoch, 0 permanent failures from a transient fault.
 
 Parts (the trainer is the real ``python -m finetune_trainer`` on a tiny BERT built from a config;
-the store is a private SeaweedFS — tests/integration/private_s3.py — that the campaign may stop):
+the store is a private SeaweedFS — hack/finetune_testkit/private_s3.py — that the campaign may stop):
 
 - ``reference``: one uninterrupted run: per-step losses and the samples of every step.
 - ``workerKills`` (``--kills``, default 10): a run SIGKILLed at a seeded random step, then started
@@ -78,14 +78,14 @@ class Run:
 
 class Campaign:
     def __init__(self, work: Path, server: Any) -> None:
-        from tests.integration.trainer_helpers import tiny_classification_files
+        from finetune_testkit.trainer_helpers import tiny_classification_files
 
         self.work = work
         self.server = server
         self.model, self.train = tiny_classification_files(work / "files", seed=1)
 
     def spec(self, prefix: str) -> Path:
-        from tests.integration.trainer_helpers import classification_spec, write_config
+        from finetune_testkit.trainer_helpers import classification_spec, write_config
 
         spec = classification_spec(
             f"file://{self.model}", f"file://{self.train}", None, f"{prefix}/out", f"{prefix}/ckpt",
@@ -98,7 +98,7 @@ class Campaign:
         return write_config(path, spec)
 
     def start(self, config: Path, name: str) -> tuple[subprocess.Popen, Path, Path]:
-        from tests.integration.trainer_helpers import trainer_env
+        from finetune_testkit.trainer_helpers import trainer_env
 
         run_dir = self.work / name
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -118,7 +118,7 @@ class Campaign:
 
     @staticmethod
     def records(log: Path) -> list[dict[str, Any]]:
-        from tests.integration.trainer_helpers import json_lines
+        from finetune_testkit.trainer_helpers import json_lines
 
         return json_lines(log.read_text(errors="replace"))
 
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import os
 
-    from tests.integration.private_s3 import PrivateS3
+    from finetune_testkit.private_s3 import PrivateS3
 
     work = Path(tempfile.mkdtemp(prefix="faults-"))
     operator_kills = None if args.no_operator else operator_campaign(work)
@@ -355,8 +355,8 @@ def operator_campaign(work: Path) -> dict[str, Any]:
     """SIGKILL the operator at each crash point of a pass; count duplicate children afterwards."""
     from bench.cluster_session import BenchCluster
     from finetune_operator.crashpoints import ENV, POINTS
+    from finetune_testkit.finetunejobs import FineTuneJobs
     from localcluster.operator_process import OperatorProcess
-    from tests.plugins.operator import FineTuneJobs
 
     trials = []
     with BenchCluster() as cluster:

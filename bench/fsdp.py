@@ -5,7 +5,7 @@ sharded over the ranks: 16 bytes per parameter become 16/N, see docs/trainer.md 
 QLoRA"), paid for with all-gathers and reduce-scatters. Both runs are our trainer under torchrun
 with gloo on 127.0.0.1, the same GPT-2-style model (built from a config, no Hub), data, batch and
 steps; only ``training.distribution.strategy`` differs. Peak RSS is the kernel's high-water mark
-of each worker process (``ru_maxrss``, written at exit by tests/integration/fsdp_gang.py), so it
+of each worker process (``ru_maxrss``, written at exit by hack/finetune_testkit/fsdp_gang.py), so it
 includes Python, torch and the initial full-model load that FSDP then shards; steps/s comes from
 the trainer's own JSON log lines (first step excluded). Storage is file:// (no cluster needed).
 No GPU figures: this runs on CPU only.
@@ -42,7 +42,7 @@ def write_model(directory: Path, hidden: int, layers: int) -> Path:
     """The tests' word-level GPT-2, widened and deepened to ``hidden`` x ``layers``."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from tests.integration.trainer_helpers import write_tiny_gpt2
+    from finetune_testkit.trainer_helpers import write_tiny_gpt2
 
     write_tiny_gpt2(directory)
     small = GPT2Config.from_pretrained(str(directory))
@@ -69,8 +69,8 @@ def job_spec(model: Path, train: Path, out: Path, strategy: str, steps: int) -> 
 
 def measure(work: Path, hidden: int, layers: int, steps: int) -> dict[str, Any]:
     """One DDP and one FSDP run of the same job; peak RSS per rank and steps/s of each."""
-    from tests.integration.fsdp_gang import read_peak_rss, run_gang
-    from tests.integration.trainer_helpers import (
+    from finetune_testkit.fsdp_gang import read_peak_rss, run_gang
+    from finetune_testkit.trainer_helpers import (
         json_lines,
         sft_records,
         trainer_env,

@@ -85,7 +85,7 @@ def finetunejob(model_uri: str, data_uri: str, prefix: str) -> dict[str, Any]:
 
 def upload_inputs(fs: Any, prefix: str, work: Path) -> tuple[str, str]:
     """The tiny BERT and the data of the trainer tests, put on the local S3."""
-    from tests.integration.trainer_helpers import sentiment_records, write_jsonl, write_tiny_bert
+    from finetune_testkit.trainer_helpers import sentiment_records, write_jsonl, write_tiny_bert
 
     model = write_tiny_bert(work / "model")
     data = write_jsonl(work / "train.jsonl", sentiment_records(2000, seed=1))

@@ -191,7 +191,7 @@ def per_job_cpu_floor() -> float | None:
 
 def run_on_cluster(trials: int) -> dict[str, Any]:
     """A sequential grid sweep of `trials` real trainings under the operator; see the module docstring."""
-    from tests.integration.trainer_helpers import sentiment_records, write_jsonl, write_tiny_bert
+    from finetune_testkit.trainer_helpers import sentiment_records, write_jsonl, write_tiny_bert
 
     rates = [round(5e-3 / 2**k, 8) for k in range(trials)]
     with BenchCluster() as cluster, tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:

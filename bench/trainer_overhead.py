@@ -43,7 +43,7 @@ OPTIMIZER = "adamw_torch_fused"  # the same on both sides (see bench/plain_hf_tr
 
 def prepare(work: Path, hidden: int, layers: int, records: int) -> tuple[Path, Path]:
     """The tiny BERT (built from a config, no Hub) and learnable data the trainer tests use."""
-    from tests.integration.trainer_helpers import sentiment_records, write_jsonl, write_tiny_bert
+    from finetune_testkit.trainer_helpers import sentiment_records, write_jsonl, write_tiny_bert
 
     model = write_tiny_bert(work / "model", layers=layers, hidden=hidden)
     data = write_jsonl(work / "train.jsonl", sentiment_records(records, seed=1))

@@ -23,10 +23,10 @@ import pytest
 from kubernetes import client
 
 from finetune_api.constants import GROUP, VERSION
+from finetune_testkit.finetunejobs import FineTuneJobs
 from localcluster.kwokpods import succeed_pod
 from localcluster.waiting import wait_until
 from tests.plugins.helm import CHART_DIR, Helm, Release, set_flags
-from tests.plugins.operator import FineTuneJobs
 
 pytestmark = pytest.mark.cluster
 

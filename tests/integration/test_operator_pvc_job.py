@@ -20,8 +20,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from finetune_api import GROUP, VERSION
+from finetune_testkit.trainer_helpers import sentiment_records, write_jsonl, write_tiny_bert
 from localcluster.waiting import wait_until
-from tests.integration.trainer_helpers import sentiment_records, write_jsonl, write_tiny_bert
 
 pytestmark = pytest.mark.cluster
 

@@ -20,8 +20,8 @@ from kubernetes import client
 from finetune_operator.job.builders import build_job
 from finetune_operator.job.jobview import JobView
 from finetune_operator.settings import Settings
+from finetune_testkit.finetunejobs import FineTuneJobs
 from tests.plugins.helm import Helm, find
-from tests.plugins.operator import FineTuneJobs
 
 pytestmark = pytest.mark.cluster
 

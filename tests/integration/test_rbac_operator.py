@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from finetune_testkit.finetunejobs import FineTuneJobs
 from localcluster.kwokpods import succeed_pod
 from localcluster.operator_process import OperatorProcess
 from tests.plugins.helm import Release, service_account_kubeconfig
-from tests.plugins.operator import FineTuneJobs
 
 pytestmark = pytest.mark.cluster
 

@@ -22,10 +22,10 @@ from kubernetes import client
 from finetune_api import GROUP, PLURAL, VERSION
 from finetune_api.sweep import SWEEP_PLURAL, parse_sweep_spec
 from finetune_operator.sweep.study import suggest
+from finetune_testkit.trainer_helpers import sentiment_records, write_jsonl, write_tiny_bert
 from localcluster.operator_process import OperatorProcess
 from localcluster.quickstart import ensure_credentials
 from localcluster.waiting import wait_until
-from tests.integration.trainer_helpers import sentiment_records, write_jsonl, write_tiny_bert
 
 pytestmark = pytest.mark.cluster
 

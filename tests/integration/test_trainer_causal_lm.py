@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 
 from finetune_api import parse_spec
-from finetune_trainer.data import IGNORE_INDEX, tokenize_causal
-from finetune_trainer.settings import settings_from_spec
-
-from .trainer_helpers import (
+from finetune_testkit.trainer_helpers import (
     run_trainer,
     s3_test_prefix,
     sft_records,
@@ -17,6 +14,8 @@ from .trainer_helpers import (
     write_jsonl,
     write_tiny_gpt2,
 )
+from finetune_trainer.data import IGNORE_INDEX, tokenize_causal
+from finetune_trainer.settings import settings_from_spec
 
 
 def test_only_response_tokens_carry_loss(tmp_path):

@@ -19,8 +19,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from .fsdp_gang import run_gang
-from .trainer_helpers import (
+from finetune_testkit.fsdp_gang import run_gang
+from finetune_testkit.trainer_helpers import (
     json_lines,
     s3_test_prefix,
     sft_records,
@@ -234,10 +234,9 @@ def test_bert_classification_with_fsdp_matches_ddp_and_loads(tmp_path, s3_bucket
 def test_sigterm_commits_one_sharded_checkpoint_that_resumes_at_another_world_size_but_not_unsharded(
     tmp_path, s3_bucket, s3, cluster_env
 ):
+    from finetune_testkit.fsdp_gang import start_gang
+    from finetune_testkit.trainer_helpers import until_stopped_spec
     from localcluster.waiting import wait_until
-
-    from .fsdp_gang import start_gang
-    from .trainer_helpers import until_stopped_spec
 
     model, train = tiny_classification_files(tmp_path, seed=1)
     prefix = s3_test_prefix(s3_bucket)

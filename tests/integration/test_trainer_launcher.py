@@ -11,9 +11,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from localcluster.waiting import wait_until
-
-from .trainer_helpers import (
+from finetune_testkit.trainer_helpers import (
     classification_spec,
     committed_steps,
     json_lines,
@@ -24,6 +22,7 @@ from .trainer_helpers import (
     until_stopped_spec,
     write_config,
 )
+from localcluster.waiting import wait_until
 
 GRACE_SECONDS = 90
 LAUNCHER = "finetune_trainer.launch"

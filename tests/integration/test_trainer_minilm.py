@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .trainer_helpers import (
+from finetune_testkit.trainer_helpers import (
     run_trainer,
     s3_test_prefix,
     sentiment_records,

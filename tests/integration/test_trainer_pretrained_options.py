@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .trainer_helpers import REPO, write_tiny_bert
+from finetune_testkit.trainer_helpers import REPO, write_tiny_bert
 
 LOAD = """
 import json, sys

@@ -19,12 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from finetune_trainer.checkpoints import CheckpointManager
-from finetune_trainer.distributed import WorldInfo
-from finetune_trainer.manifest import parse_manifest
-from localcluster.waiting import wait_until
-from tests.integration.private_s3 import PrivateS3
-from tests.integration.trainer_helpers import (
+from finetune_testkit.private_s3 import PrivateS3
+from finetune_testkit.trainer_helpers import (
     REPO,
     classification_spec,
     json_lines,
@@ -32,6 +28,10 @@ from tests.integration.trainer_helpers import (
     trainer_env,
     write_config,
 )
+from finetune_trainer.checkpoints import CheckpointManager
+from finetune_trainer.distributed import WorldInfo
+from finetune_trainer.manifest import parse_manifest
+from localcluster.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 

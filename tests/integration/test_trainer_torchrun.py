@@ -13,9 +13,7 @@ import os
 import signal
 from pathlib import Path
 
-from localcluster.waiting import wait_until
-
-from .trainer_helpers import (
+from finetune_testkit.trainer_helpers import (
     committed_steps,
     json_lines,
     s3_test_prefix,
@@ -25,6 +23,7 @@ from .trainer_helpers import (
     until_stopped_spec,
     write_config,
 )
+from localcluster.waiting import wait_until
 
 DEADLINE_SECONDS = 180
 GRACE_SECONDS = 60

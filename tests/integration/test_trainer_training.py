@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .trainer_helpers import (
+from finetune_testkit.trainer_helpers import (
     classification_spec,
     json_lines,
     run_trainer,

@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from .trainer_helpers import (
+from finetune_testkit.trainer_helpers import (
     classification_spec,
     json_lines,
     run_trainer,

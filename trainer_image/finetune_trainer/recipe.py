@@ -105,7 +105,7 @@ def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> dict[str, 
     logs.set_context(job=settings.job_name)
     control = Control(world)
     work_dir = Path(
-        os.environ.get("FINETUNE_WORK_DIR") or Path(tempfile.gettempdir()) / f"finetune-{settings.job_name}"
+        os.environ.get(contract.ENV_WORK_DIR) or Path(tempfile.gettempdir()) / f"finetune-{settings.job_name}"
     )
     work_dir.mkdir(parents=True, exist_ok=True)
     require_dataset_files(settings.dataset)  # a typo in a URI fails in seconds, not after a model download

@@ -1,6 +1,6 @@
 """Running 2-rank trainer gangs (torchrun, gloo on 127.0.0.1) for the FSDP tests and bench/fsdp.py.
 
-``python -m tests.integration.fsdp_gang --peak-rss-dir DIR -- <trainer args>`` runs the trainer
+``python -m finetune_testkit.fsdp_gang --peak-rss-dir DIR -- <trainer args>`` runs the trainer
 under torchrun's worker and writes the worker's peak RSS (``ru_maxrss``, KiB, the kernel's own
 high-water mark, so no sampling can miss a peak) to ``DIR/rank-<RANK>`` when it exits.
 """
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from .trainer_helpers import REPO, free_port
+from finetune_testkit.trainer_helpers import REPO, free_port
 
 
 def start_gang(
@@ -29,7 +29,7 @@ def start_gang(
     """``nproc`` local workers of the trainer under torchrun; output goes to ``log``."""
     entry = ["-m", "finetune_trainer"]
     if peak_rss_dir is not None:
-        entry = ["-m", "tests.integration.fsdp_gang", "--peak-rss-dir", str(peak_rss_dir), "--"]
+        entry = ["-m", "finetune_testkit.fsdp_gang", "--peak-rss-dir", str(peak_rss_dir), "--"]
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc-per-node={nproc}",
         "--master-addr=127.0.0.1", f"--master-port={free_port()}",
