@@ -54,7 +54,7 @@ test: venv lint  ## install everything, lint, and run every test (unit, integrat
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 	$(PY) -m localcluster build  # builds shown one line each here, not inside pytest's captured output
 	$(PY) -m localcluster.helm >/dev/null
-	$(PY) -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
+	$(PY) -m pytest tests/integration tests/e2e --durations=20 $(PYTEST_ARGS)
 
 test-unit: venv  ## only the fast unit tests (nothing running needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
