@@ -50,6 +50,7 @@ def quickstart_job(
     def make(**sections: dict[str, Any]) -> dict[str, Any]:
         name = f"qs-{uuid.uuid4().hex[:6]}"
         manifest = quickstart_manifest(cluster.s3_endpoint, s3_bucket, name)
-        return with_spec(manifest, training={"epochs": 1}, **sections)
+        # one epoch unless the test says otherwise (its `training` section is merged over this one)
+        return with_spec(manifest, **{**sections, "training": {"epochs": 1, **sections.get("training", {})}})
 
     return make

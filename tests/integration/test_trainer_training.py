@@ -105,8 +105,10 @@ def test_tiny_classifier_learns_and_publishes(tmp_path, tiny_bert, s3, s3_prefix
     # (SeaweedFS may keep an emptied prefix listed as a directory: count directories with files.)
     ckpt = f"{s3_prefix}/ckpt".removeprefix("s3://")
     s3.invalidate_cache()
-    kept = sorted({p.removeprefix(ckpt + "/").split("/", 1)[0] for p in s3.find(ckpt)})
+    entries = {p.removeprefix(ckpt + "/").split("/", 1)[0] for p in s3.find(ckpt)}
+    kept = sorted(entry for entry in entries if entry.startswith("checkpoint-"))
     assert kept == ["checkpoint-75", "checkpoint-80"]
+    assert entries - set(kept) == {"_attempts"}  # the writers' fencing markers, nothing else
     assert s3.exists(f"{ckpt}/checkpoint-80/manifest.json")
 
     # The metrics endpoint served every documented series.

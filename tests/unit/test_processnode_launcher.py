@@ -8,6 +8,7 @@ from localcluster.processnode.launcher import (
     Sandbox,
     base_environment,
     prologue,
+    unshare_works,
     wrapped_argv,
 )
 
@@ -57,3 +58,40 @@ def test_base_environment_puts_this_environment_first_and_marks_the_container():
     env = base_environment("w-0", "uid/main")
     assert env["HOSTNAME"] == "w-0" and env[MARKER_ENV] == "uid/main"
     assert env["PATH"].split(":")[0].endswith("/bin")
+
+
+def test_a_volume_over_the_image_binds_the_image_back_after_the_volumes():
+    # An emptyDir at /tmp while the checkout and its .venv (the process node's "image") live in /tmp/ck.
+    script = prologue(SANDBOX, [Mount("/state/pods/u/tmp", "/tmp")], "", image_root="/tmp/ck")
+    lines = script.splitlines()
+    opened = lines.index("exec 4</tmp/ck")
+    volume = lines.index("mount --bind /state/pods/u/tmp /tmp")
+    restored = lines.index("mount --no-canonicalize --bind /proc/self/fd/4 /tmp/ck")
+    assert opened < volume < restored  # opened before it is hidden, bound back after
+    assert lines[-1] == 'exec "$@" 4<&-'
+
+
+def test_volumes_elsewhere_leave_the_image_alone():
+    script = prologue(SANDBOX, [Mount("/state/v", "/data")], "", image_root="/tmp/ck")
+    assert "fd/4" not in script and script.splitlines()[-1] == 'exec "$@"'
+
+
+def test_the_image_stays_runnable_under_a_volume_over_its_parent(tmp_path):
+    # For real, in a private mount namespace: an emptyDir over the directory that holds the "image".
+    assert unshare_works(), "unshare --mount does not work here: the process node cannot mount volumes"
+    image, volume = tmp_path / "ck", tmp_path / "emptydir"
+    image.mkdir()
+    volume.mkdir()
+    program = image / "prog"
+    program.write_text("#!/bin/sh\necho from-the-image\n")
+    program.chmod(0o755)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    script = prologue(
+        Sandbox("img", str(hosts), "/"), [Mount(str(volume), str(tmp_path))], "/", image_root=str(image)
+    )
+    done = subprocess.run(
+        wrapped_argv([str(program)], script, True), capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.stdout == "from-the-image\n", done.stderr
+    assert not (volume / "ck" / "prog").exists()  # bound over the volume, not copied into it

@@ -83,7 +83,12 @@ def base_environment(hostname: str, container_key: str) -> dict[str, str]:
     return env
 
 
-def prologue(sandbox: Sandbox, mounts: list[Mount], working_dir: str) -> str:
+IMAGE_ROOT = os.path.commonpath([sys.prefix, str(Path(__file__).resolve().parents[3])])
+"""What stands in for a container image here: this Python environment and the checkout it runs from
+(editable installs point into it). Their common parent; "/" when they share none."""
+
+
+def prologue(sandbox: Sandbox, mounts: list[Mount], working_dir: str, image_root: str = IMAGE_ROOT) -> str:
     """The shell script run inside the namespaces before ``exec "$@"``."""
     q = shlex.quote
     lines = [
@@ -91,6 +96,12 @@ def prologue(sandbox: Sandbox, mounts: list[Mount], working_dir: str) -> str:
         f"mount --bind {q(sandbox.hosts_file)} /etc/hosts",
         f"hostname {q(sandbox.hostname)}",
     ]
+    # A volume over a parent of the "image" (an emptyDir at /tmp while the checkout and its .venv
+    # live in /tmp/...) would hide the program itself: keep the image open on fd 4 and bind it back
+    # in place after the volumes, as a real image's files stay reachable beside its volumes.
+    image_hidden = image_root != "/" and any(_covers(mount.target, image_root) for mount in mounts)
+    if image_hidden:
+        lines.append(f"exec 4<{q(image_root)}")
     covered = bool(sandbox.pod_dir) and any(_covers(mount.target, sandbox.pod_dir) for mount in mounts)
     bind = "mount --bind"
     if covered:  # name sources through an open descriptor: their path may be mounted over
@@ -106,14 +117,18 @@ def prologue(sandbox: Sandbox, mounts: list[Mount], working_dir: str) -> str:
         lines.append(f"{bind} {q(mount.source)} {q(mount.target)}")
         if mount.read_only:  # a bind mount takes its own flags only on a remount
             lines.append(f"mount -o remount,bind,ro {q(mount.target)}")
+    if image_hidden:
+        lines.append(f"mkdir -p {q(image_root)}")
+        lines.append(f"mount --no-canonicalize --bind /proc/self/fd/4 {q(image_root)}")
+    closing = " 4<&-" if image_hidden else ""
     if covered:
         workdir = working_dir or _fd_path(sandbox.scratch_dir, sandbox.pod_dir)
         lines.append(f"mkdir -p {q(workdir)} && cd -P {q(workdir)}")
-        lines.append('exec "$@" 3<&-')
+        lines.append(f'exec "$@" 3<&-{closing}')
         return "\n".join(lines)
     workdir = working_dir or sandbox.scratch_dir
     lines.append(f"mkdir -p {q(workdir)} && cd {q(workdir)}")
-    lines.append('exec "$@"')
+    lines.append(f'exec "$@"{closing}')
     return "\n".join(lines)
 
 
