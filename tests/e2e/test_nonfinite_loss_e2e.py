@@ -26,7 +26,15 @@ def test_a_diverging_job_keeps_its_status_and_obeys_suspend_and_deadline(
     e2e_operator, finetunejobs, quickstart_job
 ):
     manifest = quickstart_job(
-        training={"epochs": 50, "learningRate": 10.0, "headLearningRate": 10.0, "loggingSteps": 1},
+        # AdamW's decoupled decay at lr 10 and weightDecay 1 multiplies every decayed weight by -9
+        # per step: float32 overflows within ~45 steps, and the loss turns inf, then NaN, for sure.
+        training={
+            "epochs": 50,
+            "learningRate": 10.0,
+            "headLearningRate": 10.0,
+            "weightDecay": 1.0,
+            "loggingSteps": 1,
+        },
         resources={"workers": 1},
         checkpoint={"everySteps": 1000},
     )
