@@ -368,6 +368,9 @@ def build_training_args(
         save_strategy="no",  # saves are requested by the callback (schedule, SIGTERM)
         logging_strategy="steps",
         logging_steps=t.logging_steps,
+        # HF's filter logs a NaN/Inf step's loss as a running average (0.0 right after a log), which
+        # would hide a diverged run; the true value reaches the metrics, and the operator warns on it.
+        logging_nan_inf_filter=False,
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
