@@ -43,7 +43,7 @@ from kubernetes.client.rest import ApiException
 from bench import report, scale_metrics, scale_plan
 from bench.cluster_session import BenchCluster, _create_or_keep
 from bench.operator_scale import Run, headline, phase_timeout, run_floor, run_operator
-from bench.watching import MilestoneRecorder
+from bench.watching import MilestoneRecorder, condition_milestones, phase_milestones
 from localcluster import binaries
 from localcluster.operator_process import free_loopback_port
 from localcluster.waiting import wait_until
@@ -103,23 +103,12 @@ def peer_pod_milestones(obj: dict[str, Any]) -> list[tuple[str, str]]:
         labels.get("training.kubeflow.org/replica-type"),
         labels.get("training.kubeflow.org/replica-index"),
     )
-    key = f"{job}/{replica[0]}-{replica[1]}"
-    phase = (obj.get("status") or {}).get("phase")
-    found = [(key, "created")]
-    if phase in ("Running", "Succeeded"):
-        found.append((key, "running"))
-    if phase == "Succeeded":
-        found.append((key, "succeeded"))
-    return found
+    return phase_milestones(f"{job}/{replica[0]}-{replica[1]}", obj)
 
 
 def pytorchjob_milestones(obj: dict[str, Any]) -> list[tuple[str, str]]:
-    name = (obj.get("metadata") or {}).get("name")
-    found = [(name, "created")]
-    for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Succeeded" and condition.get("status") == "True":
-            found.append((name, "succeeded"))
-    return found
+    """A PyTorchJob: created, succeeded (condition Succeeded=True)."""
+    return condition_milestones(obj, "Succeeded", "succeeded")
 
 
 def crd_path() -> Path:

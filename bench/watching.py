@@ -104,7 +104,12 @@ def pod_milestones(obj: dict[str, Any]) -> list[tuple[str, str]]:
     if not job:
         return []
     key = f"{job}/{annotations.get('batch.kubernetes.io/job-completion-index', metadata.get('name'))}"
-    phase = (obj.get("status") or {}).get("phase")
+    return phase_milestones(key, obj)
+
+
+def phase_milestones(key: str, pod: dict[str, Any]) -> list[tuple[str, str]]:
+    """A pod under ``key``: created, running (Running or later), succeeded — by its phase."""
+    phase = (pod.get("status") or {}).get("phase")
     found = [(key, "created")]
     if phase in ("Running", "Succeeded"):
         found.append((key, "running"))
@@ -113,14 +118,19 @@ def pod_milestones(obj: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def job_milestones(obj: dict[str, Any]) -> list[tuple[str, str]]:
-    """A batch/v1 Job: created, complete (condition Complete=True)."""
+def condition_milestones(obj: dict[str, Any], condition_type: str, milestone: str) -> list[tuple[str, str]]:
+    """An object by name: created, and ``milestone`` once its ``condition_type`` condition is True."""
     name = (obj.get("metadata") or {}).get("name")
     found = [(name, "created")]
     for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Complete" and condition.get("status") == "True":
-            found.append((name, "complete"))
+        if condition.get("type") == condition_type and condition.get("status") == "True":
+            found.append((name, milestone))
     return found
+
+
+def job_milestones(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """A batch/v1 Job: created, complete (condition Complete=True)."""
+    return condition_milestones(obj, "Complete", "complete")
 
 
 def finetunejob_milestones(obj: dict[str, Any]) -> list[tuple[str, str]]:
