@@ -92,8 +92,9 @@ def test_api_server_address_is_loopback_only() -> None:
     address = ApiServerAddress.from_url("https://127.0.0.1:26403")
     env = address.environment()
     assert env["KUBERNETES_SERVICE_HOST"] == "127.0.0.1" and env["KUBERNETES_SERVICE_PORT"] == "26403"
+    # a documentation address (TEST-NET-3): refused before anything could dial it
     with pytest.raises(ValueError, match="loopback"):
-        ApiServerAddress.from_url("https://10.0.0.1:443")
+        ApiServerAddress.from_url("https://203.0.113.7:443")
 
 
 POD = {
