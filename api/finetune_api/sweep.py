@@ -8,19 +8,41 @@ check and its CEL twin (rules.py), so `kubectl apply` and the operator refuse th
 the same words. The user guide is docs/sweeps.md.
 """
 
-from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from finetune_api.base import ApiModel, StatusModel
+from finetune_api.base import ApiModel
 from finetune_api.constants import GROUP
 from finetune_api.errors import FieldError, SpecError, describe_validation_error
 from finetune_api.learning import EvaluationMetric, section
 from finetune_api.rules import Rule
 from finetune_api.spec import FineTuneJobSpec
-from finetune_api.status import ConditionStatus
 from finetune_api.sweep_paths import float_paths, int_paths, spec_leaves, unknown_path_message
+from finetune_api.sweep_status import (
+    MAX_TRIALS_LIMIT as MAX_TRIALS_LIMIT,
+)
+from finetune_api.sweep_status import (
+    BestTrial as BestTrial,
+)
+from finetune_api.sweep_status import (
+    Evaluation as Evaluation,
+)
+from finetune_api.sweep_status import (
+    FineTuneSweepStatus as FineTuneSweepStatus,
+)
+from finetune_api.sweep_status import (
+    SweepCondition as SweepCondition,
+)
+from finetune_api.sweep_status import (
+    TrialCounts as TrialCounts,
+)
+from finetune_api.sweep_status import (
+    TrialRecord as TrialRecord,
+)
+from finetune_api.sweep_status import (
+    TrialState as TrialState,
+)
 
 SWEEP_KIND: Final = "FineTuneSweep"
 SWEEP_PLURAL: Final = "finetunesweeps"
@@ -35,15 +57,12 @@ LABEL_TRIAL_INDEX: Final = "finetune.dev/trial-index"
 
 SWEEP_NAME_MAX_LENGTH: Final = 40
 """A trial is named <sweep>-t<index> and names its own children <trial>-a<attempt>-<index>."""
-MAX_TRIALS_LIMIT: Final = 200
-"""Every trial's record lives in status (the study's only memory); this keeps status small."""
 DEFAULT_MAX_TRIALS: Final = 10
 
 ParameterType = Literal["float", "int", "categorical"]
 AlgorithmName = Literal["grid", "random", "tpe", "cmaes", "gp"]
 EarlyStoppingName = Literal["none", "median", "hyperband", "successiveHalving"]
 Direction = Literal["maximize", "minimize"]
-TrialState = Literal["Pending", "Running", "Succeeded", "Pruned", "Failed", "Stopped"]
 
 LOWER_IS_BETTER: Final = ("loss", "perplexity")
 
@@ -377,110 +396,6 @@ class FineTuneSweepSpec(ApiModel):
         if self.objective.direction is not None:
             return self.objective.direction
         return "minimize" if self.metric in LOWER_IS_BETTER else "maximize"
-
-
-class SweepCondition(StatusModel):
-    """An observation of the sweep (metav1.Condition)."""
-
-    type: Annotated[str, Field(min_length=1, max_length=316)] = Field(
-        description="Aspect observed: Running, Succeeded, Failed or Suspended."
-    )
-    status: ConditionStatus = Field(description="True, False or Unknown.")
-    reason: Annotated[str, Field(max_length=1024)] | None = Field(
-        default=None, description="CamelCase cause of the last transition."
-    )
-    message: Annotated[str, Field(max_length=32768)] | None = Field(
-        default=None, description="Human-readable details."
-    )
-    last_transition_time: datetime | None = Field(default=None, description="When status last changed.")
-    observed_generation: int | None = Field(
-        default=None, ge=0, description="metadata.generation the condition was computed from."
-    )
-
-
-class TrialCounts(StatusModel):
-    """How many trials are in each state."""
-
-    total: int = Field(default=0, ge=0, description="Trials started or recorded.")
-    running: int = Field(default=0, ge=0, description="Trials pending or running.")
-    succeeded: int = Field(default=0, ge=0, description="Trials that completed.")
-    pruned: int = Field(default=0, ge=0, description="Trials stopped early by the pruner.")
-    failed: int = Field(default=0, ge=0, description="Trials that failed or whose spec was invalid.")
-
-
-class Evaluation(StatusModel):
-    """One evaluation of a trial, as seen in its status.progress."""
-
-    evaluation: int = Field(ge=0, description="Evaluation number (the pruner's step).")
-    step: int = Field(ge=0, description="Training step of the trial when it was read.")
-    value: float = Field(description="The objective metric (best so far for metrics other than loss).")
-
-
-class TrialRecord(StatusModel):
-    """Everything the operator knows about one trial; the list of these is the study."""
-
-    index: int = Field(ge=0, description="Trial number; the FineTuneJob is <sweep>-t<index>.")
-    name: str = Field(description="Name of the trial's FineTuneJob.")
-    state: TrialState = Field(description="Pending, Running, Succeeded, Pruned, Failed or Stopped.")
-    parameters: dict[str, Any] = Field(
-        default_factory=dict,
-        description="The suggested value of each parameter, by path.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
-    value: float | None = Field(default=None, description="The trial's objective value.")
-    step: int | None = Field(default=None, ge=0, description="Training step of the last evaluation seen.")
-    evaluations: list[Evaluation] = Field(
-        default_factory=list, description="The objective at each evaluation seen (the pruner's input)."
-    )
-    output: str | None = Field(default=None, description="Where the trial's model is written.")
-    message: str | None = Field(default=None, description="Why the trial failed or was pruned.")
-    sampler_state: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Optuna's per-trial bookkeeping (grid point, pruner rungs), kept for restarts.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
-
-
-class BestTrial(StatusModel):
-    """The best completed trial so far."""
-
-    name: str | None = Field(default=None, description="Name of the trial's FineTuneJob.")
-    index: int | None = Field(default=None, ge=0, description="Trial number.")
-    value: float | None = Field(default=None, description="Its objective value.")
-    parameters: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Its parameter values, by path.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
-    output: str | None = Field(default=None, description="Where its trained model was written.")
-
-
-class FineTuneSweepStatus(StatusModel):
-    """Observed state of a FineTuneSweep, written by the operator."""
-
-    phase: str | None = Field(
-        default=None, description="One-word summary: Running, Suspended, Succeeded or Failed."
-    )
-    conditions: list[SweepCondition] = Field(
-        default_factory=list,
-        description="Observations keyed by type (Running, Succeeded, Failed, Suspended).",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    observed_generation: int | None = Field(
-        default=None, ge=0, description="metadata.generation the status was computed from."
-    )
-    trials: TrialCounts | None = Field(default=None, description="Trials by state.")
-    trials_summary: str | None = Field(
-        default=None, description="'succeeded/total' with pruned and failed counts (printer column)."
-    )
-    best_trial: BestTrial | None = Field(default=None, description="The best completed trial.")
-    history: list[TrialRecord] = Field(
-        default_factory=list,
-        max_length=MAX_TRIALS_LIMIT,
-        description="Every trial with its parameters, state, value and evaluations, in index order.",
-    )
-    start_time: datetime | None = Field(default=None, description="When the first trial was recorded.")
-    completion_time: datetime | None = Field(default=None, description="When the sweep ended.")
 
 
 class FineTuneSweep(BaseModel):
