@@ -31,14 +31,12 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
-import contextlib
 import json
 import os
 import random
 import subprocess
 import tempfile
 import time
-import uuid
 from typing import Any
 
 from bench import report
@@ -195,66 +193,34 @@ def tfidf_baseline(data: dict[str, list[dict[str, str]]]) -> float:
 
 def run_operator_job(model_dir: Path, files: dict[str, Path], labels: list[str]) -> dict[str, Any]:
     """The same training as a FineTuneJob of 2 workers x batch/2 on the process node; its metrics.json."""
-    from bench.cluster_session import BenchCluster
-    from bench.operator_process import OperatorProcess
+    from bench.operator_namespace import PROCESS_NODE_PLACEMENT, SECRET, operator_namespace
     from finetune_api.constants import GROUP, PLURAL, VERSION
     from localcluster.waiting import wait_until
 
-    with BenchCluster() as cluster:
-        cluster.install_crds()
-        kubeconfig = cluster.operator_kubeconfig(cluster.config.state_dir / "bench" / "operator.kubeconfig")
-        namespace = f"bench-quality-{uuid.uuid4().hex[:5]}"
-        env = cluster.env()
-        prefix = f"s3://{env.get('S3_BUCKET', 'finetune')}/bench/{namespace}"
-        fs = cluster.s3()
-        operator = OperatorProcess(
-            env, namespace, kubeconfig, cluster.config.log_dir / f"operator-{namespace}.log"
-        )
-        try:
-            cluster.create_namespace(namespace)
-            secret = {k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")}
-            cluster.core.create_namespaced_secret(
-                namespace, {"metadata": {"name": "s3-credentials"}, "stringData": secret}
-            )
-            fs.put(str(model_dir), f"{prefix.removeprefix('s3://')}/model", recursive=True)
-            uris = {}
-            for split, path in files.items():
-                fs.put(str(path), f"{prefix.removeprefix('s3://')}/{split}.jsonl")
-                uris[split] = f"{prefix}/{split}.jsonl"
-            spec = spec_for(f"{prefix}/model", uris, f"{prefix}/out", labels)
-            spec["training"]["batchSizePerDevice"] = HYPER["batch"] // 2
-            spec["storage"] = {"secretRef": {"name": "s3-credentials"}}
-            spec["checkpoint"] = {"uri": f"{prefix}/ckpt", "everySteps": 100000, "keep": 1}
-            spec["image"] = "finetune-trainer:bench"
-            spec["resources"] = {
-                "workers": 2, "gpusPerWorker": 0, "cpu": "1",
-                "nodeSelector": {"finetune.dev/process-node": "true"},
-                "tolerations": [
-                    {"key": "finetune.dev/process-node", "operator": "Exists", "effect": "NoSchedule"}
-                ],
-            }  # fmt: skip
-            operator.start()
-            manifest = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "FineTuneJob", "metadata": {"name": JOB}}
-            cluster.custom.create_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, {**manifest, "spec": spec}
-            )
-            report.progress(f"quality: FineTuneJob {namespace}/{JOB} training on the process node")
+    with operator_namespace("quality") as bench:
+        uris = {split: bench.put(str(path), f"{split}.jsonl") for split, path in files.items()}
+        model_uri = bench.put(str(model_dir), "model", recursive=True)
+        spec = spec_for(model_uri, uris, f"{bench.prefix}/out", labels)
+        spec["training"]["batchSizePerDevice"] = HYPER["batch"] // 2
+        spec["storage"] = {"secretRef": {"name": SECRET}}
+        spec["checkpoint"] = {"uri": f"{bench.prefix}/ckpt", "everySteps": 100000, "keep": 1}
+        spec["image"] = "finetune-trainer:bench"
+        spec["resources"] = {"workers": 2, "gpusPerWorker": 0, "cpu": "1", **PROCESS_NODE_PLACEMENT}
+        manifest = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "FineTuneJob", "metadata": {"name": JOB}}
+        custom = bench.cluster.custom
+        body = {**manifest, "spec": spec}
+        custom.create_namespaced_custom_object(GROUP, VERSION, bench.namespace, PLURAL, body)
+        report.progress(f"quality: FineTuneJob {bench.namespace}/{JOB} training on the process node")
 
-            def phase() -> str | None:
-                obj = cluster.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, JOB)
-                value = (obj.get("status") or {}).get("phase")
-                return value if value in ("Succeeded", "Failed") else None
+        def phase() -> str | None:
+            obj = custom.get_namespaced_custom_object(GROUP, VERSION, bench.namespace, PLURAL, JOB)
+            value = (obj.get("status") or {}).get("phase")
+            return value if value in ("Succeeded", "Failed") else None
 
-            final = wait_until(phase, WAIT, "the quality FineTuneJob to finish", poll=2.0)
-            if final != "Succeeded":
-                raise RuntimeError(f"the quality FineTuneJob ended {final}; see {operator.log_path}")
-            return json.loads(fs.cat_file(f"{prefix.removeprefix('s3://')}/out/metrics.json"))
-        finally:
-            operator.stop()
-            cluster.delete_namespace(namespace, wait=300)
-            with contextlib.suppress(FileNotFoundError):
-                fs.rm(prefix.removeprefix("s3://"), recursive=True)
-            cluster.delete_operator_identity()
+        final = wait_until(phase, WAIT, "the quality FineTuneJob to finish", poll=2.0)
+        if final != "Succeeded":
+            raise RuntimeError(f"the quality FineTuneJob ended {final}; see {bench.operator.log_path}")
+        return json.loads(bench.read_text("out/metrics.json"))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -14,9 +14,11 @@ What it measures (JSON on stdout, no timed assertions):
   the job controller running the trial, the scrapes, the sweep's decisions), next to the per-job
   figure of operator_scale (bench/results/operator_scale.json) for comparison.
 
-Not measured yet: the 12-trial TPE vs default-hyperparameters macro-F1 comparison of issue 15.
+- `quality`: a 12-trial TPE FineTuneSweep on the quality benchmark's WordNet data against one job
+  with the API's default hyperparameters, test macro-F1 of both (bench/sweep_quality.py).
 
 Usage: python bench/sweep.py [--trials 40] [--algorithm tpe] [--cluster-trials 3] [--no-cluster]
+       [--quality-trials 12]
 """
 
 from __future__ import annotations
@@ -36,13 +38,12 @@ import math
 import resource
 import tempfile
 import time
-import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from bench import report
-from bench.cluster_session import BenchCluster
-from bench.operator_process import OperatorProcess
+from bench.operator_namespace import OperatorNamespace, operator_namespace
 from bench.watching import MilestoneRecorder
 from finetune_api.constants import GROUP, PLURAL, VERSION
 from finetune_api.sweep import LABEL_SWEEP, SWEEP_PLURAL
@@ -194,92 +195,94 @@ def run_on_cluster(trials: int) -> dict[str, Any]:
     from finetune_testkit.trainer_helpers import sentiment_records, write_jsonl, write_tiny_bert
 
     rates = [round(5e-3 / 2**k, 8) for k in range(trials)]
-    with BenchCluster() as cluster, tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
-        cluster.install_crds()
-        kubeconfig = cluster.operator_kubeconfig(cluster.config.state_dir / "bench" / "operator.kubeconfig")
-        namespace = f"bench-sweep-{uuid.uuid4().hex[:5]}"
-        env = cluster.env()
-        prefix = f"s3://{env.get('S3_BUCKET', 'finetune')}/bench/{namespace}"
-        cluster.create_namespace(namespace)
-        secret = {k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")}
-        cluster.core.create_namespaced_secret(
-            namespace, {"metadata": {"name": "s3-credentials"}, "stringData": secret}
-        )
+    with operator_namespace("sweep", wait=CLUSTER_WAIT) as bench, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = write_tiny_bert(work / "model")
         train = write_jsonl(work / "train.jsonl", sentiment_records(96, seed=3))
         validation = write_jsonl(work / "validation.jsonl", sentiment_records(32, seed=4))
-        operator = OperatorProcess(
-            env, namespace, kubeconfig, cluster.config.log_dir / f"operator-{namespace}.log"
+        template = cluster_template(
+            f"file://{model}", f"file://{train}", f"file://{validation}", bench.prefix
         )
-        recorder = MilestoneRecorder(
-            cluster.custom.list_namespaced_custom_object, trial_milestones,
-            group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL,
-            label_selector=f"{LABEL_SWEEP}={CLUSTER_SWEEP}",
-        )  # fmt: skip
-        try:
-            operator.start()
-            recorder.start()
-            cpu_before = operator.cpu_seconds()
+        parameters = [{"name": "training.learningRate", "type": "categorical", "values": rates}]
+        spec = {
+            "template": template,
+            "parameters": parameters,
+            "algorithm": {"name": "grid"},
+            "parallelTrials": 1,
+        }
+        with watch_trials(bench, CLUSTER_SWEEP) as recorder:
+            cpu_before = bench.operator.cpu_seconds()
             started = time.monotonic()
-            body = {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "FineTuneSweep",
-                "metadata": {"name": CLUSTER_SWEEP},
-                "spec": {
-                    "template": cluster_template(
-                        f"file://{model}", f"file://{train}", f"file://{validation}", prefix
-                    ),
-                    "parameters": [{"name": "training.learningRate", "type": "categorical", "values": rates}],
-                    "algorithm": {"name": "grid"},
-                    "parallelTrials": 1,
-                },
-            }
-            cluster.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, SWEEP_PLURAL, body)
-            report.progress(f"sweep: {trials} real trials, one at a time, in {namespace}")
-
-            def finished() -> dict[str, Any] | None:
-                sweep = cluster.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, SWEEP_PLURAL, CLUSTER_SWEEP
-                )
-                status = sweep.get("status") or {}
-                return status if status.get("phase") in ("Succeeded", "Failed") else None
-
-            status = wait_until(
-                finished, CLUSTER_WAIT, f"sweep {CLUSTER_SWEEP} finished", hint=f"see {operator.log_path}"
-            )
+            report.progress(f"sweep: {trials} real trials, one at a time, in {bench.namespace}")
+            status = run_sweep(bench, CLUSTER_SWEEP, spec)
             wall = time.monotonic() - started
-            cpu = operator.cpu_seconds() - cpu_before
+            cpu = bench.operator.cpu_seconds() - cpu_before
             created, ended = recorder.times("created"), recorder.times("ended")
-            names = [f"{CLUSTER_SWEEP}-t{index}" for index in range(trials)]
-            gaps = [
-                round(created[following] - ended[previous], 3)
-                for previous, following in itertools.pairwise(names)
-                if previous in ended and following in created
-            ]
-            return {
-                "trials": trials,
-                "phase": status.get("phase"),
-                "trialCounts": status.get("trials"),
-                "trialEndToNextStartSeconds": gaps,
-                "trialEndToNextStartSecondsMax": max(gaps) if gaps else None,
-                "operatorCpuSecondsPerTrial": round(cpu / trials, 3),
-                "operatorCpuSecondsPerJobOfOperatorScale": per_job_cpu_floor(),
-                "sweepWallSeconds": round(wall, 1),
-            }
-        finally:
-            recorder.stop()
-            operator.stop()
-            report.progress(f"sweep: deleting namespace {namespace}")
-            cluster.delete_namespace(namespace, wait=CLUSTER_WAIT)
-            with contextlib.suppress(FileNotFoundError):
-                cluster.s3().rm(prefix.removeprefix("s3://"), recursive=True)
-            cluster.delete_operator_identity()
+        names = [f"{CLUSTER_SWEEP}-t{index}" for index in range(trials)]
+        gaps = [
+            round(created[following] - ended[previous], 3)
+            for previous, following in itertools.pairwise(names)
+            if previous in ended and following in created
+        ]
+        return {
+            "trials": trials,
+            "phase": status.get("phase"),
+            "trialCounts": status.get("trials"),
+            "trialEndToNextStartSeconds": gaps,
+            "trialEndToNextStartSecondsMax": max(gaps) if gaps else None,
+            "operatorCpuSecondsPerTrial": round(cpu / trials, 3),
+            "operatorCpuSecondsPerJobOfOperatorScale": per_job_cpu_floor(),
+            "sweepWallSeconds": round(wall, 1),
+        }
+
+
+@contextlib.contextmanager
+def watch_trials(bench: OperatorNamespace, sweep: str) -> Iterator[MilestoneRecorder]:
+    """When each trial FineTuneJob of `sweep` appears and ends, on this process's clock."""
+    recorder = MilestoneRecorder(
+        bench.cluster.custom.list_namespaced_custom_object, trial_milestones,
+        group=GROUP, version=VERSION, namespace=bench.namespace, plural=PLURAL,
+        label_selector=f"{LABEL_SWEEP}={sweep}",
+    )  # fmt: skip
+    recorder.start()
+    try:
+        yield recorder
+    finally:
+        recorder.stop()
+
+
+def run_sweep(bench: OperatorNamespace, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Create the FineTuneSweep and wait until it is Succeeded or Failed; returns its status."""
+    custom = bench.cluster.custom
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "FineTuneSweep",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    custom.create_namespaced_custom_object(GROUP, VERSION, bench.namespace, SWEEP_PLURAL, body)
+
+    def finished() -> dict[str, Any] | None:
+        sweep = custom.get_namespaced_custom_object(GROUP, VERSION, bench.namespace, SWEEP_PLURAL, name)
+        status = sweep.get("status") or {}
+        return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+    return wait_until(
+        finished, CLUSTER_WAIT, f"sweep {name} finished", hint=f"see {bench.operator.log_path}", poll=2.0
+    )
 
 
 def summary_table(result: dict[str, Any]) -> str:
     rows = [f"| decisions: {key} | {value} |" for key, value in result["decisions"].items()]
     rows += [f"| cluster: {key} | {value} |" for key, value in (result.get("cluster") or {}).items()]
+    quality = result.get("quality")
+    if quality:
+        best, defaults = quality["bestTrial"], quality["defaultHyperparameters"]
+        rows += [
+            f"| quality: test macro-F1, default hyperparameters | {defaults['testF1Macro']} |",
+            f"| quality: test macro-F1, best of {quality['trials']} | {best['testF1Macro']} |",
+            f"| quality: best trial's parameters | {best['parameters']} |",
+        ]
     return "\n".join(["| measure | value |", "|---|---|", *rows])
 
 
@@ -288,11 +291,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--trials", type=int, default=40, help="decisions: trials of the pure-pass sweep")
     parser.add_argument("--algorithm", default="tpe", help="decisions: the sweep's algorithm")
     parser.add_argument("--cluster-trials", type=int, default=3, help="cluster: real trials, one at a time")
-    parser.add_argument("--no-cluster", action="store_true", help="skip the real-cluster part")
+    parser.add_argument("--no-cluster", action="store_true", help="skip the real-cluster parts")
+    parser.add_argument(
+        "--quality-trials", type=int, default=12, help="quality: TPE trials on the WordNet data (0: skip)"
+    )
     args = parser.parse_args(argv)
     result: dict[str, Any] = {"benchmark": "sweep", "decisions": run(args.trials, args.algorithm)}
     if not args.no_cluster:
         result["cluster"] = run_on_cluster(args.cluster_trials)
+        if args.quality_trials:
+            from bench import sweep_quality
+
+            result["quality"] = sweep_quality.run(args.quality_trials)
     return result
 
 
