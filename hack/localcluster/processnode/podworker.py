@@ -300,7 +300,14 @@ class PodWorker:
         record.container_id = f"processnode://{self.uid[:8]}-{record.name}-{proc.pid}"
         if plan.refresh_at is not None:
             self._refresh_at = min(self._refresh_at or plan.refresh_at, plan.refresh_at)
-        self._start_prober(container, proc.pid, plan.env)
+        target = probes.Target(
+            pod_ip=self._state.ip, ports=probes.named_ports(container), pid=proc.pid, env=plan.env
+        )
+        prober = probes.start_prober(
+            container, target, f"{self._state.namespace}/{self._state.name}", self._wake.set
+        )
+        if prober is not None:
+            self._probers[record.name] = prober
         self._state.pids[record.name] = [proc.pid, killing.process_start_ticks(proc.pid) or 0]
         save(self._dirs, self._state)
         log.info(
@@ -353,21 +360,6 @@ class PodWorker:
         log.info("container %s of %s/%s exited with %d", name, self._state.namespace, self._state.name, code)
 
     # --- probes and projected volumes -------------------------------------------------------
-    def _start_prober(self, container: Mapping[str, Any], pid: int, env: Mapping[str, str]) -> None:
-        specs = probes.container_probes(container)
-        if not specs:
-            return
-        ports = {
-            port["name"]: int(port["containerPort"])
-            for port in container.get("ports") or []
-            if port.get("name")
-        }
-        target = probes.Target(pod_ip=self._state.ip, ports=ports, pid=pid, env=env)
-        where = f"{self._state.namespace}/{self._state.name}/{container['name']}"
-        prober = probes.ContainerProber(where, specs, target, self._wake.set)
-        self._probers[container["name"]] = prober
-        prober.start()
-
     def _kill_unhealthy(self) -> None:
         """Kill containers whose liveness (or startup) probe failed; the restart policy decides the rest."""
         for name, prober in list(self._probers.items()):

@@ -247,3 +247,22 @@ class ContainerProber:
         self.ready = False
         self.failed = message
         self._on_change()
+
+
+def named_ports(container: Mapping[str, Any]) -> dict[str, int]:
+    """A container's named ports, for probes that name their port instead of numbering it."""
+    return {
+        port["name"]: int(port["containerPort"]) for port in container.get("ports") or [] if port.get("name")
+    }
+
+
+def start_prober(
+    container: Mapping[str, Any], target: Target, pod: str, on_change: Callable[[], None]
+) -> ContainerProber | None:
+    """A started prober for the container's probes, or None when it declares none."""
+    specs = container_probes(container)
+    if not specs:
+        return None
+    prober = ContainerProber(f"{pod}/{container['name']}", specs, target, on_change)
+    prober.start()
+    return prober
