@@ -249,8 +249,16 @@ def reconcile_stats(metrics_text: str, jobs: int) -> dict[str, Any]:
             "finetune_operator_reconcile_total",
             "finetune_operator_reconcile_duration_seconds_sum",
             "finetune_operator_reconcile_duration_seconds_count",
+            "finetune_operator_reconcile_triggers_total",
+            "finetune_operator_api_requests_total",
+            "finetune_operator_status_writes_total",
         ),
     )
+    requests: dict[str, float] = {}
+    for sample in samples:
+        if sample.name == "finetune_operator_api_requests_total" and sample.value:
+            label = f"{sample.labels.get('verb')} {sample.labels.get('resource')}"
+            requests[label] = round(sample.value / jobs, 2)
     passes = promtext.total(samples, "finetune_operator_reconcile_total")
     count = promtext.total(samples, "finetune_operator_reconcile_duration_seconds_count")
     seconds = promtext.total(samples, "finetune_operator_reconcile_duration_seconds_sum")
@@ -258,6 +266,19 @@ def reconcile_stats(metrics_text: str, jobs: int) -> dict[str, Any]:
         "reconcilePasses": promtext.by_label(samples, "finetune_operator_reconcile_total", "result"),
         "reconcilePassesPerJob": round(passes / jobs, 2),
         "reconcileMeanSeconds": round(seconds / count, 4) if count else None,
+        "passTriggersPerJob": {
+            trigger: round(value / jobs, 2)
+            for trigger, value in promtext.by_label(
+                samples, "finetune_operator_reconcile_triggers_total", "trigger"
+            ).items()
+        },
+        "clientRequestsPerJob": dict(sorted(requests.items(), key=lambda item: -item[1])),
+        "statusWritesPerJob": {
+            result: round(value / jobs, 2)
+            for result, value in promtext.by_label(
+                samples, "finetune_operator_status_writes_total", "result"
+            ).items()
+        },
     }
 
 

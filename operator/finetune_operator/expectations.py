@@ -72,6 +72,24 @@ class Expectations:
     def forget(self, key: Key) -> None:
         self._pending.pop(key, None)
 
+    def echo(self, key: Key, kind: str, name: str, change: str) -> bool:
+        """True when a watch event is the arrival of our own create ("added") or delete ("deleted")
+        of `kind`/`name`: the expectation is met and dropped. The pass that made the request already
+        decided as if it were done, so the controller queues no pass for it (issue 16: these echoes
+        were one pass per child created); a pass held waiting for it is queued all the same."""
+        pending = self._pending.get(key)
+        if not pending or change not in ("added", "deleted"):
+            return False
+        created = change == "added"
+        left = [e for e in pending if (e.kind, e.name, e.created) != (kind, name, created)]
+        if len(left) == len(pending):
+            return False
+        if left:
+            self._pending[key] = left
+        else:
+            del self._pending[key]
+        return True
+
     def unmet(self, key: Key, cache: Cache) -> list[Expectation]:
         """The expectations of `key` the cache does not meet yet (met and expired ones are dropped)."""
         pending = self._pending.get(key)

@@ -14,9 +14,10 @@ lists once, then follows a watch from the list's resourceVersion, so a pass read
   every object that appeared, changed or vanished meanwhile (a child deleted behind our back).
 - **Every request has a timeout** (issue 13 item 11): a hung list or watch is abandoned and retried.
 
-The informer knows nothing about reconciling: it calls `on_change(owner_key)` for each object that
-changed, and the controller queues that key. Until `synced` is set the cache is incomplete, and the
-controller must not run a pass (it would create children that exist).
+The informer knows nothing about reconciling: it calls `on_change(owner_key, name, change)` for each
+object whose `relevance` changed (and for every deletion), and the controller queues that key.
+Until `synced` is set the cache is incomplete, and the controller must not run a pass (it would
+create children that exist).
 """
 
 from __future__ import annotations
@@ -73,15 +74,24 @@ def trim(obj: dict[str, Any]) -> dict[str, Any]:
 IGNORED_METADATA = frozenset({"resourceVersion", "annotations", "generation", "managedFields"})
 
 
-def significant(obj: dict[str, Any]) -> dict[str, Any]:
-    """What a change must touch to be worth a pass: status, the kept spec, labels, deletion.
+def significant(obj: dict[str, Any] | None) -> Any:
+    """The default relevance: status, the kept spec, labels, deletion (None: absent).
 
     A resourceVersion bump alone (a relist, a no-op update) or an annotation change (our pods'
     annotations are set at creation and never read after) queues nothing. The stored object is
-    still replaced, so a pass always reads the newest one.
+    still replaced, so a pass always reads the newest one. Controllers pass a narrower relevance
+    per kind (job/relevance.py).
     """
+    if obj is None:
+        return None
     metadata = obj.get("metadata") or {}
     return {**obj, "metadata": {k: v for k, v in metadata.items() if k not in IGNORED_METADATA}}
+
+
+Relevance = Callable[[dict[str, Any] | None], Any]
+"""What of an object (None: absent) a change must alter to be reported; compared with ==."""
+OnChange = Callable[[Key, str, str], None]
+"""on_change(owner key, object name, "added" | "modified" | "deleted")."""
 
 
 def owner_key(obj: dict[str, Any]) -> Key | None:
@@ -125,14 +135,16 @@ class Informer:
         kind: str,
         scopes: list[Scope],
         selector: str,
-        on_change: Callable[[Key], None],
+        on_change: OnChange,
         *,
+        relevance: Relevance = significant,
         read_timeout: float = WATCH_READ_TIMEOUT_SECONDS,
     ) -> None:
         self.kind = kind
         self.scopes = scopes
         self.selector = selector
         self.on_change = on_change
+        self.relevance = relevance
         self.read_timeout = read_timeout
         self.synced = asyncio.Event()
         self.relists = 0
@@ -313,8 +325,8 @@ class Informer:
         owner = owner_key(obj)
         if owner is not None:
             self._by_owner.setdefault(owner, set()).add(ref)
-            if previous is None or significant(previous) != significant(obj):
-                self.on_change(owner)
+            if self.relevance(previous) != self.relevance(obj):
+                self.on_change(owner, ref[1], "added" if previous is None else "modified")
 
     def _delete(self, ref: tuple[str, str]) -> None:
         previous = self._objects.pop(ref, None)
@@ -327,8 +339,8 @@ class Informer:
             self._deleted_at = dict(newest)
         self._unindex(ref, previous)
         owner = owner_key(previous)
-        if owner is not None:
-            self.on_change(owner)
+        if owner is not None:  # a deletion is always reported (a child gone behind our back)
+            self.on_change(owner, ref[1], "deleted")
 
     def _unindex(self, ref: tuple[str, str], obj: dict[str, Any]) -> None:
         owner = owner_key(obj)

@@ -17,6 +17,8 @@ import datetime
 import functools
 import logging
 import os
+import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes_asyncio import client, config
@@ -62,14 +64,39 @@ class Conflict(Exception):
     """The object changed since it was read (HTTP 409 on a resourceVersion-guarded write)."""
 
 
+RequestCounter = Callable[[str, str], None]
+"""Called with (verb, resource) for every request sent, e.g. ("POST", "jobs"),
+("PATCH", "finetunejobs/status")."""
+
+
+def request_resource(url: str) -> str:
+    """The resource (and subresource) a request URL addresses: `.../namespaces/ns/pods/p/status` ->
+    "pods/status"; cluster-scoped and all-namespace paths alike."""
+    parts = urllib.parse.urlsplit(url).path.strip("/").split("/")
+    # /api/v1/... or /apis/<group>/<version>/...
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if len(rest) >= 2 and rest[0] == "namespaces" and len(rest) > 2:
+        rest = rest[2:]
+    if not rest:
+        return "?"
+    return f"{rest[0]}/{rest[2]}" if len(rest) > 2 else rest[0]
+
+
 class BoundedApiClient(client.ApiClient):
     """An ApiClient on which every request has a timeout unless the caller passes its own (a watch).
 
     Covers the calls made outside this module too (the schedule and sweep controllers' own API
-    helpers), so no call of the operator can wait forever on a half-open connection.
+    helpers), so no call of the operator can wait forever on a half-open connection. Every request
+    is also reported to `on_request` (the operator's request counter by verb and resource), which
+    is how the requests a job costs over its life are found (issue 16).
     """
 
+    on_request: RequestCounter | None = None
+
     def request(self, method: str, url: str, *args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        if self.on_request is not None:
+            watching = any(key == "watch" and value for key, value in kwargs.get("query_params") or ())
+            self.on_request("WATCH" if watching else method, request_resource(url))
         timeout = _request_timeout or REQUEST_TIMEOUT_SECONDS
         return super().request(method, url, *args, _request_timeout=timeout, **kwargs)
 

@@ -66,6 +66,20 @@ class OperatorMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.reconcile_triggers_total = Counter(
+            "finetune_operator_reconcile_triggers_total",
+            "What queued each reconcile pass: finetunejob (its watch), a child kind's watch event "
+            "(jobs, pods, services, configmaps), or the timer the last pass set (requeue, resync, "
+            "progress, coalesced, queue, expectation, retry). Tells which cause to fix (issue 16).",
+            ["trigger"],
+            registry=self.registry,
+        )
+        self.api_requests_total = Counter(
+            "finetune_operator_api_requests_total",
+            "Kubernetes API requests the operator sent, by HTTP verb and resource (watches included).",
+            ["verb", "resource"],
+            registry=self.registry,
+        )
         for result in ("written", "unchanged", "coalesced"):
             self.status_writes_total.labels(result=result)
         for kind in cond.ALL_TYPES:
@@ -95,14 +109,25 @@ class OperatorMetrics:
             ),
         }
 
+    def count_request(self, verb: str, resource: str) -> None:
+        self.api_requests_total.labels(verb=verb, resource=resource).inc()
+
     def set_job_conditions(self, key: tuple[str, str], true_types: Iterable[str]) -> None:
-        """Record which conditions are True for one job; the gauge is the count over all jobs."""
-        self._true_by_job[key] = frozenset(true_types)
-        self._refresh_jobs()
+        """Record which conditions are True for one job; the gauge is the count over all jobs.
+
+        Updated by difference (one job's old set out, its new set in): recounting every job on
+        every pass made this O(jobs) per pass, O(jobs²) over a run (issue 16)."""
+        new = frozenset(true_types)
+        old = self._true_by_job.get(key, frozenset())
+        if new == old and key in self._true_by_job:
+            return
+        self._true_by_job[key] = new
+        self._shift(old, new)
 
     def forget_job(self, key: tuple[str, str]) -> None:
-        if self._true_by_job.pop(key, None) is not None:
-            self._refresh_jobs()
+        old = self._true_by_job.pop(key, None)
+        if old is not None:
+            self._shift(old, frozenset())
         for gauge in self.job_gauges.values():
             with contextlib.suppress(KeyError):
                 gauge.remove(*key)
@@ -117,13 +142,11 @@ class OperatorMetrics:
             else:
                 gauge.labels(*key).set(values[name])
 
-    def _refresh_jobs(self) -> None:
-        counts = dict.fromkeys(cond.ALL_TYPES, 0)
-        for true_types in self._true_by_job.values():
-            for kind in true_types:
-                counts[kind] = counts.get(kind, 0) + 1
-        for kind, count in counts.items():
-            self.jobs.labels(condition=kind).set(count)
+    def _shift(self, old: frozenset[str], new: frozenset[str]) -> None:
+        for kind in old - new:
+            self.jobs.labels(condition=kind).dec()
+        for kind in new - old:
+            self.jobs.labels(condition=kind).inc()
 
     def serve(self, port: int, address: str) -> None:
         """Serve /metrics from a background thread (it never touches the event loop)."""

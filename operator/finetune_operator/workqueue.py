@@ -4,6 +4,12 @@ Watch events and timers only *add a key*; a few workers take keys and reconcile 
 processed by two workers at once (an add while it is processed marks it dirty and it comes back once
 done), bursts of events for one job collapse into one pass, and each key has at most one pending
 timer (the earliest wins), so thousands of idle jobs cost a timer each, not a task each.
+
+A pass supersedes the key's pending timer: when a worker takes a key, its timer is cancelled. Every
+timer stands for "look again then" (a child's batched event, a requeue, a resync), and the pass that
+starts now reads the newest state and returns its own next delay, so the old timer would only run a
+pass that finds nothing new (issue 16: those were a third of all passes). An add while the pass
+runs still brings the key back once it is done.
 """
 
 from __future__ import annotations
@@ -48,11 +54,16 @@ class WorkQueue:
         self._timers.pop(key, None)
         self.add(key)
 
+    def pending(self, key: Hashable) -> bool:
+        """True when `key` is queued or has a timer: a pass for it is coming."""
+        return key in self._queued or key in self._timers
+
     async def get(self) -> Hashable:
         """The next key to process; call `done(key)` when finished with it."""
         key = await self._ready.get()
         self._queued.discard(key)
         self._processing.add(key)
+        self.forget(key)  # this pass covers whatever the pending timer was for
         return key
 
     def done(self, key: Hashable) -> None:

@@ -65,7 +65,7 @@ def test_a_watch_resumed_from_an_expired_point_reports_what_changed_meanwhile(cl
         kube = await kube_for(cluster)
         changed: list[tuple[str, str]] = []
         scope = Scope(namespace, kube.list_call("configmaps", namespace))
-        cache = Informer("configmaps", [scope], MANAGED_SELECTOR, changed.append)
+        cache = Informer("configmaps", [scope], MANAGED_SELECTOR, lambda key, *_: changed.append(key))
         try:
             cache.start()
             await asyncio.wait_for(cache.synced.wait(), 30)
@@ -106,7 +106,7 @@ def test_a_watch_the_server_ends_is_re_established_without_a_relist(cluster, nam
             "configmaps",
             [Scope(namespace, kube.list_call("configmaps", namespace))],
             MANAGED_SELECTOR,
-            seen.append,
+            lambda key, *_: seen.append(key),
         )
         try:
             cache.start()

@@ -123,11 +123,18 @@ def test_reconcile_stats_from_the_operators_metrics():
             'finetune_operator_reconcile_duration_seconds_bucket{le="0.1"} 30.0',
             "finetune_operator_reconcile_duration_seconds_count 32.0",
             "finetune_operator_reconcile_duration_seconds_sum 1.6",
+            'finetune_operator_reconcile_triggers_total{trigger="pods"} 20.0',
+            'finetune_operator_api_requests_total{verb="POST",resource="jobs"} 10.0',
+            'finetune_operator_api_requests_total{verb="GET",resource="pods"} 0.0',
+            'finetune_operator_status_writes_total{result="written"} 30.0',
         ]
     )
     assert reconcile_stats(text, jobs=10) == {
         "reconcilePasses": {"ok": 30.0, "conflict": 2.0},
         "reconcilePassesPerJob": 3.2,
         "reconcileMeanSeconds": 0.05,
+        "passTriggersPerJob": {"pods": 2.0},
+        "clientRequestsPerJob": {"POST jobs": 1.0},
+        "statusWritesPerJob": {"written": 3.0},
     }
     assert reconcile_stats("", jobs=10)["reconcileMeanSeconds"] is None

@@ -33,7 +33,7 @@ class Recorder:
     def __init__(self) -> None:
         self.keys: list[tuple[str, str]] = []
 
-    def __call__(self, key: tuple[str, str]) -> None:
+    def __call__(self, key: tuple[str, str], name: str = "", change: str = "") -> None:
         self.keys.append(key)
 
 

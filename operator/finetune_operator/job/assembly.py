@@ -89,19 +89,16 @@ def assemble_decision(
     if result.workers is not None:
         status["workers"] = result.workers
     progress_events = progress_into(status, merged, job, observed, result.attempt)
-    events = (
-        [
-            Event(
-                "Warning" if transition.warning else "Normal",
-                transition.reason,
-                transition.message or transition.reason,
-            )
-            for transition in transitions
-            if event_worthy(transition)
-        ]
-        + result.events
-        + progress_events
-    )
+    told = [
+        Event(
+            "Warning" if transition.warning else "Normal",
+            transition.reason,
+            transition.message or transition.reason,
+        )
+        for transition in sorted(transitions, key=lambda t: t.new_status != "True")
+        if event_worthy(transition)
+    ]
+    events = one_per_reason([*result.events, *told], progress_events)
     return Decision(
         status=status,
         actions=result.actions,
@@ -110,6 +107,17 @@ def assemble_decision(
         restart_kind=result.restart_kind,
         completion=result.completion,
     )
+
+
+def one_per_reason(events: list[Event], progress_events: list[Event]) -> list[Event]:
+    """One Event per (type, reason) in a pass: the rule's own Event first, then the conditions
+    that became True, then the rest. A pass that finishes a job turns Succeeded True and Running
+    False with the same reason, and the first attempt's Created=True repeats its AttemptCreated
+    Event: each was a second POST telling the same thing (issue 16)."""
+    kept: dict[tuple[str, str], Event] = {}
+    for event in events:
+        kept.setdefault((event.type, event.reason), event)
+    return [*kept.values(), *progress_events]
 
 
 def progress_into(

@@ -10,12 +10,14 @@ and must not adopt the old one's children). See informer.py for the recovery rul
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any
 
 from finetune_operator import naming
 from finetune_operator.informer import Informer, Key, Scope
 from finetune_operator.job.plan import Observed
+from finetune_operator.job.relevance import FINGERPRINTS
 from finetune_operator.kube import Kube
 
 KINDS = ("jobs", "pods", "services", "configmaps")
@@ -31,17 +33,28 @@ def group_by_attempt(objects: list[dict[str, Any]]) -> dict[int, list[dict[str, 
     return grouped
 
 
+ChildChanged = Callable[[Key, str, str, str], None]
+"""(job key, kind, child name, "added" | "modified" | "deleted")."""
+
+
+def _tell(on_change: ChildChanged, kind: str, key: Key, name: str, change: str) -> None:
+    on_change(key, kind, name, change)
+
+
 class ChildCache:
     """Informers for every kind of child, scoped to the watched namespaces."""
 
-    def __init__(self, kube: Kube, namespaces: tuple[str, ...], on_change: Callable[[Key], None]):
+    def __init__(self, kube: Kube, namespaces: tuple[str, ...], on_change: ChildChanged):
+        """`on_change(job key, kind, name, change)` is called for each change of a child that alters
+        what a pass reads of it (job/relevance.py), and for each deletion."""
         targets: list[str | None] = list(namespaces) or [None]
         self.informers = {
             kind: Informer(
                 kind,
                 [Scope(namespace, kube.list_call(kind, namespace)) for namespace in targets],
                 MANAGED_SELECTOR,
-                on_change,
+                functools.partial(_tell, on_change, kind),
+                relevance=FINGERPRINTS[kind],
             )
             for kind in KINDS
         }

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -36,23 +35,18 @@ from finetune_operator import naming, reasons
 from finetune_operator.crashpoints import crash_point
 from finetune_operator.expectations import Expectations
 from finetune_operator.informer import trim_metadata
+from finetune_operator.job.actions import Actor, ChildRejected, api_message
 from finetune_operator.job.assembly import invalid_spec_status
 from finetune_operator.job.cache import ChildCache, group_by_attempt
 from finetune_operator.job.jobview import InvalidSpecError, JobView
 from finetune_operator.job.kueue import QUEUE_RECHECK_SECONDS, admission_words, queued_job
 from finetune_operator.job.plan import (
-    CreateConfigMap,
-    CreateJob,
-    CreateService,
     Decision,
-    DeleteConfigMap,
     DeleteFineTuneJob,
-    DeleteJob,
     Event,
     Observed,
 )
 from finetune_operator.job.pods import pod_index
-from finetune_operator.job.policy import permanent_rejection
 from finetune_operator.job.progress.poller import JobProgress, ProgressPoller, metrics_url
 from finetune_operator.job.progress.scrape import checkpoint_fields, progress_fields
 from finetune_operator.job.progress.status import drop_non_finite, progress_only_change
@@ -104,18 +98,6 @@ def rank0_pod_ip(observed: Observed) -> str | None:
     return None
 
 
-def api_message(error: ApiException) -> str:
-    """The API server's own words from an error answer (its Status message), else the HTTP reason."""
-    try:
-        return str(json.loads(error.body or "{}").get("message") or error.reason)
-    except (ValueError, AttributeError):
-        return str(error.reason)
-
-
-class ChildRejected(Exception):
-    """Creating a child failed in a way no retry can fix; the message says why."""
-
-
 class Controller:
     def __init__(
         self,
@@ -133,6 +115,7 @@ class Controller:
         )
         self.children = ChildCache(kube, settings.namespaces, self._child_changed)
         self.expectations = Expectations()
+        self.actor = Actor(kube, self.children, self.expectations)
         self._bodies: dict[Key, dict[str, Any]] = {}
         """FineTuneJobs as last delivered by the watch or returned by our own status write."""
         self._checkpoint_event_at: dict[Key, datetime.datetime] = {}
@@ -142,6 +125,10 @@ class Controller:
         self._rejected: dict[Key, tuple[str, str]] = {}
         """key -> (job uid, message) of a child the API refused for good; read by the next pass."""
         self._queue_words: dict[Key, tuple[str, str, datetime.datetime, tuple[str, str] | None]] = {}
+        self._held: set[Key] = set()
+        """Keys whose last pass stopped at an unmet expectation: the watch event meeting it queues them."""
+        self._triggers: dict[Key, str] = {}
+        """key -> what queued its next pass (the first cause since the last pass), for the metric."""
         """key -> (attempt Job uid, its resourceVersion, read at, Kueue's words) of a queued job."""
         self.pool = ReconcilePool(
             self.reconcile,
@@ -167,15 +154,26 @@ class Controller:
     def enqueue(self, key: Key) -> None:
         self.pool.add(key)
 
-    def _child_changed(self, key: Key) -> None:
+    def _child_changed(self, key: Key, kind: str, name: str, change: str) -> None:
+        """A child changed in a way a pass reads (job/relevance.py): queue its job, batched; the
+        echo of our own create or delete queues nothing unless a pass waits for it."""
+        if self.expectations.echo(key, kind, name, change) and key not in self._held:
+            return
+        self._triggers[key] = kind
         self.pool.queue.add_after(key, CHILD_EVENT_BATCH_SECONDS)
+
+    def _trigger(self, key: Key) -> None:
+        """Count what queued this pass (metrics: reconcile_triggers_total), for finding the causes."""
+        self.metrics.reconcile_triggers_total.labels(trigger=self._triggers.pop(key, "retry")).inc()
 
     def forget(self, key: Key) -> None:
         self.pool.forget(key)
         self.metrics.forget_job(key)
         self.poller.forget(key)
         self.expectations.forget(key)
+        self._held.discard(key)
         for memory in (
+            self._triggers,
             self._bodies,
             self._checkpoint_event_at,
             self._progress_written_at,
@@ -203,6 +201,7 @@ class Controller:
         if held is not None and arrived is not None and arrived <= held:
             return
         self._remember(key, obj)  # type: ignore[arg-type]
+        self._triggers[key] = "finetunejob"  # type: ignore[index]
         self.enqueue(key)  # type: ignore[arg-type]
 
     def _remember(self, key: Key, body: dict[str, Any]) -> None:
@@ -217,6 +216,8 @@ class Controller:
     async def reconcile(self, key: Key) -> float | None:
         """One pass for `key`; returns seconds until the next pass, or None when none is needed."""
         namespace, name = key
+        self._trigger(key)
+        self._held.discard(key)
         body = self._bodies.get(key)
         if body is None:  # not delivered by the watch yet, or dropped after a conflict
             body = await self.kube.get_finetunejob(namespace, name)
@@ -238,6 +239,7 @@ class Controller:
             await self._post_events(body, events, now)
             return None
         if not self.children.synced:
+            self._triggers[key] = "notsynced"
             return NOT_SYNCED_RECHECK_SECONDS
         unmet = self.expectations.unmet(key, self.children)
         if unmet:
@@ -246,6 +248,8 @@ class Controller:
                 ", ".join(f"{e.kind}/{e.name}" for e in unmet),
                 extra={"namespace": namespace, "job": name},
             )
+            self._triggers[key] = "expectation"
+            self._held.add(key)
             return EXPECTATION_RECHECK_SECONDS
 
         observed = self.children.observe(key, job.uid)
@@ -261,7 +265,7 @@ class Controller:
         # status also finds its Event (the actions' API calls would otherwise sit in between).
         await self._post_events(body, events, now)
         try:
-            await self._act(job, decision)
+            await self.actor.act(job, decision)
         except ChildRejected as error:
             # Ends the job Failed (reason ChildRejected) in the next pass, through the status write.
             logger.warning("%s", error, extra={"namespace": namespace, "job": name})
@@ -307,17 +311,20 @@ class Controller:
     ) -> float | None:
         """Seconds until this job needs a pass with no event: its rules' timers, the next scrape,
         a coalesced progress write, the resync. A finished job needs none but its TTL."""
-        delays = [] if decision.requeue_after is None else [decision.requeue_after + 0.05]
-        if finished:
-            return min(delays) if delays else None
-        delays.append(self.settings.resync_seconds)
-        if rank0_pod_ip(observed) is not None:
-            delays.append(self.poller.seconds_until_due(key, self.clock()) + 0.05)
-        if coalesced is not None:
-            delays.append(coalesced)
-        if observed.queue_words is not None or queued_job(observed.jobs) is not None:
-            delays.append(QUEUE_RECHECK_SECONDS + 0.05)  # Kueue's changes bring no event of ours
-        return min(delays)
+        delays = [] if decision.requeue_after is None else [(decision.requeue_after + 0.05, "requeue")]
+        if not finished:
+            delays.append((self.settings.resync_seconds, "resync"))
+            if rank0_pod_ip(observed) is not None:
+                delays.append((self.poller.seconds_until_due(key, self.clock()) + 0.05, "progress"))
+            if coalesced is not None:
+                delays.append((coalesced, "coalesced"))
+            if observed.queue_words is not None or queued_job(observed.jobs) is not None:
+                delays.append((QUEUE_RECHECK_SECONDS + 0.05, "queue"))  # Kueue's changes bring no event
+        if not delays:
+            return None
+        delay, why = min(delays)
+        self._triggers.setdefault(key, why)
+        return delay
 
     async def observe_queue(self, key: Key, observed: Observed, now: datetime.datetime) -> Observed:
         """Add Kueue's words about the queued current attempt (job/kueue.py), read from its Workload
@@ -430,67 +437,6 @@ class Controller:
         if status.get("progress") != previous.get("progress"):
             self._progress_written_at[key] = now
         return None
-
-    async def _act(self, job: JobView, decision: Decision) -> None:
-        key = (job.namespace, job.name)
-        for action in decision.actions:
-            extra = {"namespace": job.namespace, "job": job.name, "action": type(action).__name__}
-            if isinstance(action, CreateService):
-                mark = self.children.mark("services")
-                if await self._create_child(self.kube.create_service, action.manifest):
-                    name = action.manifest["metadata"]["name"]
-                    self.expectations.expect_created(key, "services", name, mark)
-                crash_point("after-create-service")
-            elif isinstance(action, CreateConfigMap):
-                await self._create_spec_config_map(job, action.manifest)
-                crash_point("after-create-configmap")
-            elif isinstance(action, CreateJob):
-                mark = self.children.mark("jobs")
-                created = await self._create_child(self.kube.create_job, action.manifest)
-                if created:
-                    self.expectations.expect_created(key, "jobs", action.manifest["metadata"]["name"], mark)
-                crash_point("after-create-job")
-                logger.info(
-                    "attempt %d Job %s", action.attempt, "created" if created else "exists", extra=extra
-                )
-            elif isinstance(action, DeleteConfigMap):
-                if self.children.lookup("configmaps", job.namespace, action.name) is not None:
-                    await self.kube.delete_config_map(job.namespace, action.name)
-                    self.expectations.expect_deleted(key, "configmaps", action.name)
-            elif isinstance(action, DeleteJob):
-                await self.kube.delete_job(job.namespace, action.name)
-                self.expectations.expect_deleted(key, "jobs", action.name)
-                logger.info("deleting Job %s: %s", action.name, action.why, extra=extra)
-            elif isinstance(action, DeleteFineTuneJob):
-                await self.kube.delete_finetunejob(job.namespace, job.name, job.uid)
-                logger.info("deleting the FineTuneJob: %s", action.why, extra=extra)
-
-    async def _create_child(self, create: Callable[..., Any], manifest: dict[str, Any]) -> bool:
-        """Create one child; a permanent 4xx becomes ChildRejected with the API's message."""
-        try:
-            return bool(await create(manifest))
-        except ApiException as error:
-            message = api_message(error)
-            if not permanent_rejection(error.status, message):
-                raise
-            kind, name = manifest["kind"], manifest["metadata"]["name"]
-            raise ChildRejected(f"the API server refused to create {kind} {name}: {message}") from None
-
-    async def _create_spec_config_map(self, job: JobView, manifest: dict[str, Any]) -> None:
-        """The spec file; an existing ConfigMap of that name must be this job's own."""
-        key, name = (job.namespace, job.name), manifest["metadata"]["name"]
-        if self.children.has("configmaps", key, job.uid, name):
-            return  # ours, from an earlier attempt: nothing to send
-        mark = self.children.mark("configmaps")
-        if await self._create_child(self.kube.create_config_map, manifest):
-            self.expectations.expect_created(key, "configmaps", name, mark)
-            return
-        owners = await self.kube.config_map_owner_uids(job.namespace, name)
-        if owners is not None and job.uid not in owners:
-            raise ChildRejected(
-                f"ConfigMap {name} already exists and does not belong to this FineTuneJob; the operator "
-                "keeps the trainer's spec there: delete or rename that ConfigMap, or rename the job"
-            )
 
     async def _post_events(self, body: dict[str, Any], events: list[Event], now: datetime.datetime) -> None:
         for event in events:

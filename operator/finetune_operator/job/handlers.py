@@ -52,10 +52,12 @@ async def start_controller(settings: kopf.OperatorSettings, memo: Any, **_: Any)
     settings.networking.request_timeout = 30  # Kopf's own calls (peering, listing): never hang
     settings.networking.connect_timeout = 10
     settings.networking.error_backoffs = [1, 2, 5, 10]
-    kube = Kube(await load_client_config())
+    metrics: OperatorMetrics = memo.metrics
+    api = await load_client_config()
+    api.on_request = metrics.count_request  # type: ignore[attr-defined]
+    kube = Kube(api)
     if not operator_settings.standalone:
         await kube.ensure_peering(operator_settings.peering_name, operator_settings.namespaces)
-    metrics: OperatorMetrics = memo.metrics
     metrics.serve(operator_settings.metrics_port, operator_settings.metrics_bind_address)
     controller = Controller(operator_settings, kube, metrics)
     await controller.start()  # returns once the child cache is filled: no pass decides on a partial view
