@@ -319,7 +319,11 @@ class Training(ApiModel):
     scheduler: Scheduler = Field(
         default="linear", description="Learning-rate schedule after warm-up (lr_scheduler_type)."
     )
-    optimizer: Optimizer = Field(default="adamw_torch", description="Optimizer (HF `optim`).")
+    optimizer: Optimizer = Field(
+        default="adamw_torch_fused",
+        description="Optimizer (HF `optim`). The default is HF's: AdamW with torch's fused kernel "
+        "(CPU and GPU); `adamw_torch` is the same update through the slower per-tensor loop.",
+    )
     max_grad_norm: float = Field(
         default=1.0, ge=0.0, description="Gradient clipping norm; 0 disables clipping."
     )
