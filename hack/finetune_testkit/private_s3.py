@@ -30,8 +30,13 @@ from localcluster.waiting import wait_until
 _NAME = "s3"
 
 
-def free_port_base(first: int = 30000, last: int = 60000) -> int:
-    """A block of consecutive free loopback ports, chosen from the pid so parallel runs differ."""
+def free_port_base(first: int = 29600, last: int = 32760) -> int:
+    """A block of consecutive free loopback ports, chosen from the pid so parallel runs differ.
+
+    Below the kernel's ephemeral range (32768 and up by default): a port there that is free when
+    checked can be taken a moment later by any outgoing connection, and the server then fails to
+    bind (seen as "Port allocation failed" from weed). The cluster blocks start at 26400.
+    """
     span = (last - first) // PORT_BLOCK_SIZE
     for offset in range(span):
         base = first + ((os.getpid() + offset) % span) * PORT_BLOCK_SIZE

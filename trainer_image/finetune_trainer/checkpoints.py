@@ -26,13 +26,14 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from finetune_api.contract import ENV_ATTEMPT
 
 from . import storage
-from .distributed import WorldInfo
+from .commit_process import CommitProcess
 from .fencing import (
     ATTEMPTS_DIR,
     attempt_marker_name,
@@ -58,9 +59,12 @@ from .manifest import (
 )
 from .sharded_checkpoints import rank_of_file
 from .upload import upload_files
+from .world import WorldInfo
 
 log = logging.getLogger(__name__)
 
+ENV_COMMIT_PROCESS = "FINETUNE_CHECKPOINT_COMMIT_PROCESS"
+"""Set to 0 to commit checkpoints on a thread of the trainer instead of a helper process."""
 PART_WAIT_SECONDS = float(os.environ.get("FINETUNE_CHECKPOINT_PART_WAIT_SECONDS", "900"))
 
 
@@ -106,6 +110,7 @@ class CheckpointManager:
         on_commit: Callable[[CommitRecord], None] | None = None,
         on_upload: Callable[[float, int], None] | None = None,
         attempt: int | None = None,
+        commit_process: bool | None = None,
     ) -> None:
         self.uri = uri.rstrip("/")
         self.keep = keep
@@ -124,6 +129,34 @@ class CheckpointManager:
         self.last_commit: CommitRecord | None = None
         kill_step = os.environ.get("FINETUNE_TEST_KILL_AFTER_COMMIT_STEP")
         self._test_kill_step = int(kill_step) if kill_step else None
+        if commit_process is None:
+            commit_process = os.environ.get(ENV_COMMIT_PROCESS, "1") != "0"
+        # Commits run in a helper process (commit_process.py) unless disabled; started by submit().
+        self._commit_process: CommitProcess | None = (
+            CommitProcess(self._child_settings()) if commit_process else None
+        )
+
+    def _child_settings(self) -> dict[str, Any]:
+        """What the commit process needs to build the same manager (JSON)."""
+        return {
+            "uri": self.uri,
+            "keep": self.keep,
+            "world": asdict(self.world),
+            "configHash": self.config_hash,
+            "versions": self.versions,
+            "job": self.job,
+            "attempt": self.attempt,
+            "logContext": {"job": self.job, "rank": self.world.rank},
+        }
+
+    def disable_test_hooks(self) -> None:
+        self._test_kill_step = None
+
+    def close(self) -> None:
+        """Stop the commit process (after waiting for the upload in flight)."""
+        self.wait()
+        if self._commit_process is not None:
+            self._commit_process.close()
 
     # ------------------------------------------------------------------ saving
 
@@ -131,6 +164,8 @@ class CheckpointManager:
         """Start uploading a freshly written local checkpoint (waits for the previous upload)."""
         waited = time.monotonic()
         self.wait()
+        if self._commit_process is not None:
+            self._commit_process.start()  # on the caller's (training) thread: the child dies with it
         if time.monotonic() - waited > 0.5:
             log.info(
                 "previous checkpoint upload was still running; waited for it",
@@ -161,7 +196,10 @@ class CheckpointManager:
 
     def _upload_guarded(self, local_dir: Path, step: int, epoch: float) -> None:
         try:
-            self._upload(local_dir, step, epoch)
+            if self._commit_process is not None:
+                self._commit_in_child(local_dir, step, epoch)
+            else:
+                self.commit_now(local_dir, step, epoch)
         except BaseException as exc:  # surfaced by wait() on the training thread
             log.exception("checkpoint upload failed", extra={"fields": {"checkpoint_step": step}})
             self._error = exc
@@ -186,7 +224,27 @@ class CheckpointManager:
                 )
         return self.fenced
 
-    def _upload(self, local_dir: Path, step: int, epoch: float) -> None:
+    def _commit_in_child(self, local_dir: Path, step: int, epoch: float) -> None:
+        """``commit_now`` in the commit process; its results reported here, as if done here."""
+        assert self._commit_process is not None
+        reply = self._commit_process.commit(local_dir, step, epoch)
+        self.fenced = self.fenced or bool(reply.get("fenced"))
+        if reply.get("upload") and self.on_upload is not None:
+            seconds, size = reply["upload"]
+            self.on_upload(float(seconds), int(size))
+        if reply.get("commit"):
+            self._committed(CommitRecord(**reply["commit"]))
+
+    def _committed(self, record: CommitRecord) -> None:
+        self.last_commit = record
+        if self.on_commit is not None:
+            self.on_commit(record)
+        if self._test_kill_step is not None and record.step == self._test_kill_step:
+            log.warning("test hook: SIGKILL after commit", extra={"fields": {"checkpoint_step": record.step}})
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def commit_now(self, local_dir: Path, step: int, epoch: float) -> None:
+        """Upload this rank's files of a local checkpoint and commit it, on the calling thread."""
         started = time.monotonic()
         self.register_attempt()
         remote = storage.join(self.uri, checkpoint_dir_name(step))
@@ -220,7 +278,6 @@ class CheckpointManager:
         )
         storage.write_text(storage.join(remote, MANIFEST_NAME), manifest.to_json())  # the commit
         record = CommitRecord(step, remote, time.time(), manifest.total_bytes, time.monotonic() - started)
-        self.last_commit = record
         log.info(
             "checkpoint committed",
             extra={
@@ -232,11 +289,7 @@ class CheckpointManager:
                 }
             },
         )
-        if self.on_commit is not None:
-            self.on_commit(record)
-        if self._test_kill_step is not None and step == self._test_kill_step:
-            log.warning("test hook: SIGKILL after commit", extra={"fields": {"checkpoint_step": step}})
-            os.kill(os.getpid(), signal.SIGKILL)
+        self._committed(record)
         self._apply_retention(step)
         shutil.rmtree(local_dir, ignore_errors=True)
 

@@ -16,39 +16,17 @@ taken by all ranks at the same step (one step later than a blocking all-reduce w
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from .world import WorldInfo, world_from_env
 
-@dataclass(frozen=True)
-class WorldInfo:
-    rank: int
-    local_rank: int
-    world_size: int
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def is_local_main(self) -> bool:
-        return self.local_rank == 0
-
-
-def world_from_env(env: dict[str, str] | None = None) -> WorldInfo:
-    source = os.environ if env is None else env
-    return WorldInfo(
-        rank=int(source.get("RANK", "0")),
-        local_rank=int(source.get("LOCAL_RANK", "0")),
-        world_size=int(source.get("WORLD_SIZE", "1")),
-    )
+__all__ = ["Control", "FlagAgreement", "StopFlag", "WorldInfo", "world_from_env"]
 
 
 class Control:

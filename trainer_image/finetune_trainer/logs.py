@@ -42,8 +42,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
-def configure(level: str = "INFO") -> None:
-    """Send our loggers and the HF/torch ones through one JSON handler on stderr."""
+def configure(level: str = "INFO", transformers: bool = True) -> None:
+    """Send our loggers and the HF/torch ones through one JSON handler on stderr.
+
+    ``transformers=False`` leaves transformers' own logging alone (and unimported): for the
+    checkpoint commit process, which never loads it.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
@@ -54,6 +58,8 @@ def configure(level: str = "INFO") -> None:
         lib.handlers[:] = []
         lib.propagate = True
         lib.setLevel(logging.WARNING)
+    if not transformers:
+        return
     try:  # transformers installs its own handler; route it through ours
         from transformers.utils import logging as hf_logging
 

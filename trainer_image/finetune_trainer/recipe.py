@@ -215,12 +215,11 @@ def run(config_path: str | None, world: WorldInfo, stop: StopFlag) -> dict[str, 
     # 7. Train (resuming from an explicit, verified local path).
     started = time.monotonic()
     result = trainer.train(resume_from_checkpoint=resume.local_path if resume else None)
-    if bridge.stopped_at is not None:
-        if manager is not None:
-            manager.wait(UPLOAD_WAIT_SECONDS)
-        raise Preempted(bridge.stopped_at)
     if manager is not None:
         manager.wait(UPLOAD_WAIT_SECONDS)
+        manager.close()  # the commit process exits; nothing is left in flight
+    if bridge.stopped_at is not None:
+        raise Preempted(bridge.stopped_at)
 
     # 8. Final evaluation on validation and test data.
     final: dict[str, Any] = {

@@ -25,10 +25,9 @@ import logging
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import storage
-from .distributed import Control, WorldInfo
 from .errors import ConfigError
 from .manifest import (
     MANIFEST_NAME,
@@ -38,7 +37,11 @@ from .manifest import (
     parse_manifest,
     verify_digests,
 )
-from .sharding import ShardingPlan
+from .world import WorldInfo
+
+if TYPE_CHECKING:  # torch-free at import: the commit helper process imports this module
+    from .distributed import Control
+    from .sharding import ShardingPlan
 
 log = logging.getLogger(__name__)
 
