@@ -249,6 +249,8 @@ class CheckpointManager:
         self.register_attempt()
         remote = storage.join(self.uri, checkpoint_dir_name(step))
         relpaths = [rel for rel, _ in storage.walk_files(local_dir)]
+        if not relpaths:  # never commit an empty checkpoint: a resume would take it for the newest
+            raise FileNotFoundError(f"the local checkpoint {local_dir} holds no files")
         mine = files_owned_by_rank(relpaths, self.world.rank, self.world.world_size)
         entries = upload_files([(rel, local_dir / rel) for rel in mine], remote)
         total = sum(entry.size for entry in entries)
