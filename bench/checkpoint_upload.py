@@ -11,6 +11,8 @@ cluster's S3 binary and flags, its own port block, so nothing else on the machin
 - a checkpoint of the shape trainer_overhead.py's model writes (BERT hidden 256, 4 layers: 8.4 MiB
   of weights, 16.8 MiB of optimizer state and small files), random bytes, scaled by ``--scale``;
 - ``localCopy``: ``shutil.copytree`` plus ``os.sync``;
+- ``rawPut``: the store's ceiling for any client here: the same bytes as one object, one obstore
+  multipart PUT (the trainer's part size and concurrency), nothing hashed, nothing committed;
 - ``sequential``: the upload path before this change (hash, then one PUT per file, in turn);
 - ``thread`` and ``process``: ``CheckpointManager.submit`` → commit (files, part, fence check,
   manifest, retention), timed by the manager itself (upload start → commit), with the commit on a
@@ -98,6 +100,24 @@ def sequential_upload_seconds(source: Path, uri: str) -> float:
         assert digest
         fs.put_file(str(path), f"{uri.removeprefix('s3://')}/{rel}")
     return time.monotonic() - started
+
+
+def raw_put_seconds(source: Path, uri: str) -> float:
+    """The store's ceiling for this client: the same bytes as one object, one obstore multipart PUT
+    with the trainer's part size and concurrency, no hashing, no commit, nothing else running."""
+    from finetune_trainer import storage
+    from finetune_trainer.upload import UploadTuning
+
+    joined = source.parent / "all-bytes"
+    with open(joined, "wb") as out:
+        for _, path in storage.walk_files(source):
+            out.write(path.read_bytes())
+    tuning = UploadTuning.from_env()
+    started = time.monotonic()
+    storage.upload_file(joined, uri, tuning.part_size, tuning.part_concurrency)
+    seconds = time.monotonic() - started
+    joined.unlink()
+    return seconds
 
 
 class ManagerUploads:
@@ -209,13 +229,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "thread": ManagerUploads(source, f"{base}/thread", commit_process=False),
             "process": ManagerUploads(source, f"{base}/process", commit_process=True),
         }
-        copy_s, seq_s = [], []
+        copy_s, seq_s, raw_s = [], [], []
         step_alone, step_seq = [], []
         upload_s: dict[str, list[float]] = {name: [] for name in managers}
         step_during: dict[str, list[float]] = {name: [] for name in managers}
         for round_ in range(args.rounds):
             report.progress(f"round {round_ + 1}/{args.rounds} ({mib:.1f} MiB)")
             copy_s.append(local_copy_seconds(source, work / "local"))
+            raw_s.append(raw_put_seconds(source, f"{base}/raw-{round_}"))
             step_alone.append(loop.alone())
             during, seconds = loop.beside(
                 lambda r=round_: sequential_upload_seconds(source, f"{base}/seq-{r}")
@@ -242,6 +263,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "checkpointMiB": round(mib, 1),
         "rounds": args.rounds,
         "localCopyMiBPerSecond": rate(copy_s),
+        "rawPutMiBPerSecond": rate(raw_s),
+        "ratioRawPutOverLocalCopy": stats.ratio(rate(raw_s), rate(copy_s), 3),
         "sequentialUploadMiBPerSecond": rate(seq_s),
         "ratioSequentialOverLocalCopy": stats.ratio(rate(seq_s), rate(copy_s), 3),
         "stepSecondsAlone": round(alone, 6),
@@ -252,6 +275,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         during = statistics.median(step_during[name])
         result[f"uploadMiBPerSecond{label}"] = rate(upload_s[name])
         result[f"ratioUploadOverLocalCopy{label}"] = stats.ratio(rate(upload_s[name]), rate(copy_s), 3)
+        result[f"ratioUploadOverRawPut{label}"] = stats.ratio(rate(upload_s[name]), rate(raw_s), 3)
         result[f"stepSecondsWhileUploading{label}"] = round(during, 6)
         result[f"ratioStepWhileUploading{label}"] = stats.ratio(during, alone, 3)
     result["machineLoadAverage1m"] = round(os.getloadavg()[0], 2)
@@ -262,6 +286,11 @@ def summary_table(result: dict[str, Any]) -> str:
     r = result
     rows = [
         ["local-disk copy MiB/s (floor)", r["localCopyMiBPerSecond"], ""],
+        [
+            "store ceiling: one raw PUT of the same bytes",
+            r["rawPutMiBPerSecond"],
+            r["ratioRawPutOverLocalCopy"],
+        ],
         ["upload MiB/s, before", r["sequentialUploadMiBPerSecond"], r["ratioSequentialOverLocalCopy"]],
         [
             "upload MiB/s, commit on a thread",

@@ -15,7 +15,8 @@ the child logs to the inherited stderr (the pod's log), as the trainer does.
 
 Lifetime: started by the first ``submit`` (on the training thread, which lives as long as the
 process), it ignores SIGTERM/SIGINT (the trainer decides when to stop, and its last checkpoint
-must still be committed after a SIGTERM), it asks the kernel to kill it when its parent dies
+must still be committed after a SIGTERM), it runs at a lower CPU priority (nice 10: on a node
+short of CPU the training thread goes first), it asks the kernel to kill it when its parent dies
 (``PR_SET_PDEATHSIG``: a stale writer never keeps uploading), and it exits when its stdin closes.
 """
 
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 PR_SET_PDEATHSIG = 1
-START_TIMEOUT_SECONDS = 60.0
+COMMIT_NICENESS = 10
 
 
 class CommitProcessError(RuntimeError):
@@ -162,6 +163,7 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(int(argv[0]))
+    os.nice(COMMIT_NICENESS)  # when CPU is short, training goes first; the upload waits its turn
     from . import logs
 
     logs.configure(os.environ.get("FINETUNE_LOG_LEVEL", "INFO"), transformers=False)

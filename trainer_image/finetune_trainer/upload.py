@@ -2,8 +2,8 @@
 
 Why: uploading file after file, each as one request after hashing it, left the store idle while we
 hashed and the network idle while the store wrote; a 25 MiB checkpoint reached a quarter of a
-local-disk copy. Here every file is hashed and uploaded by a small thread pool (``hashlib`` and
-socket I/O release the GIL, so the training thread keeps running), and a large file goes up as a
+local-disk copy. Here every file is uploaded (and hashed while it uploads) by a small thread pool
+(``hashlib`` and socket I/O release the GIL), and a large file goes up as a
 multipart upload with several parts in flight. The commit protocol does not change: the caller
 writes its part list and (rank 0) the manifest only after every file here is uploaded, and the
 digests are those of the local files, verified again after download on resume.
@@ -63,9 +63,13 @@ def upload_files(
     tuning = tuning or UploadTuning.from_env()
 
     def one(rel: str, path: Path) -> FileEntry:
-        digest = storage.sha256_file(path)
-        size = storage.upload_file(path, storage.join(remote, rel), tuning.part_size, tuning.part_concurrency)
-        return FileEntry(rel, size, digest)
+        # The hash is computed while the bytes go up (the file is immutable once written), not before.
+        with ThreadPoolExecutor(1, thread_name_prefix="ckpt-hash") as hasher:
+            digest = hasher.submit(storage.sha256_file, path)
+            size = storage.upload_file(
+                path, storage.join(remote, rel), tuning.part_size, tuning.part_concurrency
+            )
+            return FileEntry(rel, size, digest.result())
 
     ordered = largest_first(items)
     if len(ordered) <= 1 or tuning.workers == 1:
