@@ -138,6 +138,7 @@ class Informer:
         on_change: OnChange,
         *,
         relevance: Relevance = significant,
+        trim_more: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         read_timeout: float = WATCH_READ_TIMEOUT_SECONDS,
     ) -> None:
         self.kind = kind
@@ -145,6 +146,8 @@ class Informer:
         self.selector = selector
         self.on_change = on_change
         self.relevance = relevance
+        self.trim_more = trim_more
+        """A kind's own trim after `trim` (the controller knows what it reads of that kind)."""
         self.read_timeout = read_timeout
         self.synced = asyncio.Event()
         self.relists = 0
@@ -241,7 +244,7 @@ class Informer:
                 page = json.loads(await response.read())
             finally:
                 response.release()
-            items.extend(trim(item) for item in page.get("items") or ())
+            items.extend(self._trim(item) for item in page.get("items") or ())
             metadata = page.get("metadata") or {}
             resource_version = metadata.get("resourceVersion") or resource_version
             token = metadata.get("continue")
@@ -253,6 +256,10 @@ class Informer:
         if len(self._synced_scopes) >= len(self.scopes):
             self.synced.set()
         return resource_version
+
+    def _trim(self, obj: dict[str, Any]) -> dict[str, Any]:
+        trimmed = trim(obj)
+        return trimmed if self.trim_more is None else self.trim_more(trimmed)
 
     def _replace(self, namespace: str | None, items: list[dict[str, Any]]) -> None:
         """The cache after a list: report what appeared, changed or vanished since the last view."""
@@ -309,7 +316,7 @@ class Informer:
         if kind == "DELETED":
             self._delete(ref)  # type: ignore[arg-type]
         elif kind in ("ADDED", "MODIFIED"):
-            self._upsert(trim(obj))
+            self._upsert(self._trim(obj))
 
     # --- the store -------------------------------------------------------------------------------
     def _upsert(self, obj: dict[str, Any]) -> None:

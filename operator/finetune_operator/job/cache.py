@@ -17,7 +17,7 @@ from typing import Any
 from finetune_operator import naming
 from finetune_operator.informer import Informer, Key, Scope
 from finetune_operator.job.plan import Observed
-from finetune_operator.job.relevance import FINGERPRINTS
+from finetune_operator.job.relevance import FINGERPRINTS, TRIMS
 from finetune_operator.kube import Kube
 
 KINDS = ("jobs", "pods", "services", "configmaps")
@@ -55,6 +55,7 @@ class ChildCache:
                 MANAGED_SELECTOR,
                 functools.partial(_tell, on_change, kind),
                 relevance=FINGERPRINTS[kind],
+                trim_more=TRIMS.get(kind),
             )
             for kind in KINDS
         }

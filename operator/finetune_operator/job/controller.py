@@ -51,6 +51,7 @@ from finetune_operator.job.progress.poller import JobProgress, ProgressPoller, m
 from finetune_operator.job.progress.scrape import checkpoint_fields, progress_fields
 from finetune_operator.job.progress.status import drop_non_finite, progress_only_change
 from finetune_operator.job.reconcile import decide
+from finetune_operator.job.scrapes import ScrapeTimers
 from finetune_operator.kube import Conflict, Kube
 from finetune_operator.metrics import OperatorMetrics
 from finetune_operator.reconcile_pool import Key, ReconcilePool
@@ -113,6 +114,7 @@ class Controller:
         self.poller = ProgressPoller(
             settings.progress_interval_seconds, settings.progress_max_backoff_seconds
         )
+        self.scrapes = ScrapeTimers(self.poller, self._scraped, clock)
         self.children = ChildCache(kube, settings.namespaces, self._child_changed)
         self.expectations = Expectations()
         self.actor = Actor(kube, self.children, self.expectations)
@@ -125,6 +127,8 @@ class Controller:
         self._rejected: dict[Key, tuple[str, str]] = {}
         """key -> (job uid, message) of a child the API refused for good; read by the next pass."""
         self._queue_words: dict[Key, tuple[str, str, datetime.datetime, tuple[str, str] | None]] = {}
+        self._done: set[Key] = set()
+        """Finished jobs (Succeeded or Failed at their last pass): their children's updates queue nothing."""
         self._held: set[Key] = set()
         """Keys whose last pass stopped at an unmet expectation: the watch event meeting it queues them."""
         self._triggers: dict[Key, str] = {}
@@ -148,6 +152,7 @@ class Controller:
         self.pool.start()
 
     async def stop(self) -> None:
+        self.scrapes.stop()
         await self.pool.stop()
         await self.children.stop()
 
@@ -159,8 +164,15 @@ class Controller:
         echo of our own create or delete queues nothing unless a pass waits for it."""
         if self.expectations.echo(key, kind, name, change) and key not in self._held:
             return
+        if key in self._done and change != "deleted":
+            return  # a finished job's children only wind down; a deletion is still looked at
         self._triggers[key] = kind
         self.pool.queue.add_after(key, CHILD_EVENT_BATCH_SECONDS)
+
+    def _scraped(self, key: Key) -> None:
+        """A scrape between passes learned something a pass reads (job/scrapes.py)."""
+        self._triggers[key] = "progress"
+        self.enqueue(key)
 
     def _trigger(self, key: Key) -> None:
         """Count what queued this pass (metrics: reconcile_triggers_total), for finding the causes."""
@@ -170,8 +182,10 @@ class Controller:
         self.pool.forget(key)
         self.metrics.forget_job(key)
         self.poller.forget(key)
+        self.scrapes.cancel(key)
         self.expectations.forget(key)
         self._held.discard(key)
+        self._done.discard(key)
         for memory in (
             self._triggers,
             self._bodies,
@@ -276,8 +290,10 @@ class Controller:
         if any(event.reason == reasons.CHECKPOINT_COMMITTED for event in decision.events):
             self._checkpoint_event_at[key] = now
         finished = _finished(decision)
+        (self._done.add if finished else self._done.discard)(key)
         if finished:
             self.poller.forget(key)  # nothing left to scrape; the status keeps the last numbers
+            self.scrapes.cancel(key)
         if decision.restart_kind or decision.actions:
             logger.info(
                 "reconciled: %s",
@@ -314,8 +330,12 @@ class Controller:
         delays = [] if decision.requeue_after is None else [(decision.requeue_after + 0.05, "requeue")]
         if not finished:
             delays.append((self.settings.resync_seconds, "resync"))
-            if rank0_pod_ip(observed) is not None:
-                delays.append((self.poller.seconds_until_due(key, self.clock()) + 0.05, "progress"))
+            pod_ip = rank0_pod_ip(observed)
+            if pod_ip is not None:  # scraped by a timer of its own; a pass only if it learns something
+                due = self.poller.seconds_until_due(key, self.clock()) + 0.05
+                self.scrapes.schedule(key, metrics_url(pod_ip, naming.METRICS_PORT), due)
+            else:
+                self.scrapes.cancel(key)
             if coalesced is not None:
                 delays.append((coalesced, "coalesced"))
             if observed.queue_words is not None or queued_job(observed.jobs) is not None:

@@ -211,7 +211,15 @@ def classify_attempt(job: dict[str, Any], pods: Sequence[dict[str, Any]], worker
             reasons.WORKER_FAILED,
             f"Job failed: {failed.get('message') or failed.get('reason')}",
         )
-    if find_condition(job, "Complete") or find_condition(job, "SuccessCriteriaMet"):
+    # Every index has a Succeeded pod: final (restartPolicy Never), so the attempt is done without
+    # waiting for the Job controller's Complete condition, which lands a sync later and, until it
+    # did, made the pass for the pods' success read "0 of N workers are running" (issue 16).
+    succeeded = {pod_index(pod) for pod in ordered if (pod.get("status") or {}).get("phase") == "Succeeded"}
+    if (
+        find_condition(job, "Complete")
+        or find_condition(job, "SuccessCriteriaMet")
+        or (workers > 0 and succeeded >= set(range(workers)))
+    ):
         return AttemptOutcome(Verdict.SUCCEEDED, reasons.COMPLETED, f"all {workers} workers succeeded")
     if (job.get("spec") or {}).get("suspend"):
         suspended = find_condition(job, "Suspended") or {}

@@ -142,6 +142,10 @@ class _Pass:
         self.completion_time = self.completion_time or rfc3339(self.now)
         self.completion = "succeeded" if succeeded else "failed"
         self.actions.append(DeleteConfigMap(spec_config_map_name(self.job.name)))
+        if self.job.ttl_seconds_after_finished is not None:
+            # No other pass is coming (a finished job has no timer, and the echo of our own deletes
+            # queues nothing): the pass that finishes the job schedules its TTL pass.
+            self.requeue(float(self.job.ttl_seconds_after_finished))
 
     # --- the rules, in order (see the module docstring) ----------------------------------------
     def run(self) -> None:
