@@ -134,9 +134,9 @@ LEVERS: dict[str, dict[str, Any]] = {
     "classWeights auto": {"training": {"classWeights": "auto"}},
     "headLearningRate 1e-3": {"training": {"headLearningRate": 1e-3}},
     "freeze embeddings + 3 layers": {"model": {"freeze": {"embeddings": True, "layers": 3}}},
-    "LoRA r=8 (lr 5e-4)": {
-        "model": {"lora": {"r": 8, "alpha": 16, "dropout": 0.0, "targetModules": ["query", "value"]}},
-        "training": {"learningRate": 5e-4},
+    "LoRA r=8, all linear layers (lr 1e-3)": {  # adapters learn at ~20x the full model's rate
+        "model": {"lora": {"r": 8, "alpha": 16, "dropout": 0.0}},
+        "training": {"learningRate": 1e-3},
     },
     "early stopping (6 epochs max, patience 1)": {
         "training": {
