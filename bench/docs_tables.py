@@ -193,7 +193,7 @@ def peer_section(result: dict[str, Any]) -> str:
     rows = []
     for size in result["sizes"]:
         if "error" in size:
-            rows.append([size["jobs"], "(failed)", size["error"][:80], "", "", "", "", ""])
+            rows.append([size["jobs"], "(failed)", size["error"][:80], "", "", "", "", "", ""])
             continue
         for who, label in (("ours", "finetune-operator"), ("peer", "training-operator")):
             if who not in size:
@@ -205,21 +205,24 @@ def peer_section(result: dict[str, Any]) -> str:
                 [
                     size["jobs"], label, ratio["applyToPodsRunning"]["total"], done["p99"], done["total"],
                     figures["apiRequestsPerJob"], figures["peakRssMiB"],
-                    round(figures["cpuSecondsPerJob"] * 1000, 1),
+                    round(figures["cpuSecondsPerJob"] * 1000, 1), figures.get("reconcilePassesPerJob"),
                 ]
             )  # fmt: skip
     header = ["N", "operator", "apply → Running, total / floor", "Succeeded → done, p99 / floor",
               "Succeeded → done, total / floor", "API requests / job", "peak RSS MiB",
-              "CPU ms / job"]  # fmt: skip
+              "CPU ms / job", "passes / job"]  # fmt: skip
     peer = result.get("peer", {})
     text = f"### Side by side with {peer.get('name')} {peer.get('version')}\n\n" + table(header, rows)
     exponents = result.get("exponents") or {}
     if exponents:
         fit_rows = [[who, *(fits.get(k) for k in ("apiRequestsPerJob", "cpuSecondsPerJob", "peakRssMiB",
-                     "applyToPodsRunningTotal"))] for who, fits in exponents.items()]  # fmt: skip
+                     "applyToPodsRunningTotal", "podsSucceededToDoneP99", "reconcilePassesPerJob"))]
+                    for who, fits in exponents.items()]  # fmt: skip
         text += "\n\nGrowth with N (slope of log figure over log N; 0 = flat):\n\n" + table(
-            ["operator", "API requests / job", "CPU / job", "peak RSS", "apply → Running total"], fit_rows
-        )
+            ["operator", "API requests / job", "CPU / job", "peak RSS", "apply → Running total",
+             "Succeeded → done p99", "passes / job"],
+            fit_rows,
+        )  # fmt: skip
     return text
 
 

@@ -471,6 +471,15 @@ def growth_exponents(sizes: list[dict[str, Any]]) -> dict[str, Any]:
             [size["jobs"] for size in runs],
             [size[who]["applyToPodsRunning"]["totalSeconds"] for size in runs],
         )
+        fits[who]["podsSucceededToDoneP99"] = loglog_slope(
+            [size["jobs"] for size in runs],
+            [size[who]["podsSucceededToDone"]["perJobSeconds"]["p99"] for size in runs],
+        )
+        if who == "ours":
+            fits[who]["reconcilePassesPerJob"] = loglog_slope(
+                [size["jobs"] for size in runs],
+                [size[who]["operator"].get("reconcilePassesPerJob") for size in runs],
+            )
     return fits
 
 

@@ -203,3 +203,19 @@ def test_every_index_succeeded_is_success_before_the_jobs_complete_condition():
     job: dict[str, Any] = {"metadata": {"name": "j"}, "status": {"active": 1}}
     assert classify_attempt(job, [pod(0, "Succeeded"), pod(1, "Succeeded")], 2).verdict is Verdict.SUCCEEDED
     assert classify_attempt(job, [pod(0, "Succeeded"), pod(1, "Running")], 2).verdict is not Verdict.SUCCEEDED
+
+
+def test_detail_only_changes_are_coalesced_and_transitions_are_not():
+    from finetune_operator.job.progress.status import detail_only_change
+
+    def status(message: str, running: str = "False", reason: str = "WorkersStarting", **extra: Any):
+        conditions = [{"type": "Running", "status": running, "reason": reason, "message": message}]
+        return {"phase": "Pending", "conditions": conditions, "message": message, **extra}
+
+    starting = status("0 of 2 workers are running", workers=[{"index": 0, "phase": "Pending"}])
+    one_up = status("1 of 2 workers are running", workers=[{"index": 0, "phase": "Running"}])
+    assert detail_only_change(starting, one_up)
+    assert detail_only_change(starting, {**starting, "progress": {"step": 3}})
+    assert not detail_only_change(starting, status("all 2 workers are running", "True", "AllWorkersRunning"))
+    assert not detail_only_change(starting, {**starting, "attempt": 2})
+    assert not detail_only_change(starting, dict(starting))

@@ -49,7 +49,7 @@ from finetune_operator.job.plan import (
 from finetune_operator.job.pods import pod_index
 from finetune_operator.job.progress.poller import JobProgress, ProgressPoller, metrics_url
 from finetune_operator.job.progress.scrape import checkpoint_fields, progress_fields
-from finetune_operator.job.progress.status import drop_non_finite, progress_only_change
+from finetune_operator.job.progress.status import detail_only_change, drop_non_finite
 from finetune_operator.job.reconcile import decide
 from finetune_operator.job.scrapes import ScrapeTimers
 from finetune_operator.kube import Conflict, Kube
@@ -431,7 +431,7 @@ class Controller:
         if status == previous:
             self.metrics.status_writes_total.labels(result="unchanged").inc()
             return None
-        if progress_only_change(previous, status):
+        if detail_only_change(previous, status):
             written = self._progress_written_at.get(key)
             wait = (
                 0.0
@@ -454,8 +454,7 @@ class Controller:
         crash_point("after-status-write")
         if result is not None:
             self._remember(key, result)  # its watch echo then carries nothing new: no extra pass
-        if status.get("progress") != previous.get("progress"):
-            self._progress_written_at[key] = now
+        self._progress_written_at[key] = now  # any write carries the newest detail
         return None
 
     async def _post_events(self, body: dict[str, Any], events: list[Event], now: datetime.datetime) -> None:

@@ -144,3 +144,32 @@ def progress_only_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool
         return False
     keys = (set(old) | set(new)) - {"progress"}
     return all(old.get(key) == new.get(key) for key in keys)
+
+
+DETAIL_KEYS = frozenset({"progress", "workers", "message"})
+"""Status fields that only add detail: live numbers, each worker's node and phase, the headline."""
+
+
+def _gist(status: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Each condition's type, status, reason and generation: what a transition is made of."""
+    return sorted(
+        (str(c.get("type")), str(c.get("status")), str(c.get("reason")), str(c.get("observedGeneration")))
+        for c in status.get("conditions") or ()
+    )
+
+
+def detail_only_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """True when two statuses differ only in detail: progress, workers, the headline, a condition's
+    message with its status and reason unchanged ("1 of 3 workers are running" becoming "2 of 3").
+
+    Like a progress heartbeat, such a write is coalesced to at most one per progress interval
+    (issue 16: a gang whose pods start one by one cost a status write per pod); a transition (a
+    condition's status or reason, the phase, the attempt, restarts, the checkpoint) is written at
+    once and carries the newest detail with it.
+    """
+    if old == new:
+        return False
+    keys = (set(old) | set(new)) - DETAIL_KEYS - {"conditions"}
+    if any(old.get(key) != new.get(key) for key in keys):
+        return False
+    return _gist(old) == _gist(new)
