@@ -123,7 +123,6 @@ class Controller:
         self._checkpoint_event_at: dict[Key, datetime.datetime] = {}
         self._progress_written_at: dict[Key, datetime.datetime] = {}
         self._non_finite: dict[Key, tuple[str, ...]] = {}
-        self._views: dict[Key, tuple[tuple[str, int], JobView]] = {}
         self._rejected: dict[Key, tuple[str, str]] = {}
         """key -> (job uid, message) of a child the API refused for good; read by the next pass."""
         self._queue_words: dict[Key, tuple[str, str, datetime.datetime, tuple[str, str] | None]] = {}
@@ -193,7 +192,6 @@ class Controller:
             self._progress_written_at,
             self._non_finite,
             self._rejected,
-            self._views,
             self._queue_words,
         ):
             memory.pop(key, None)  # type: ignore[attr-defined]
@@ -304,23 +302,6 @@ class Controller:
         if any(isinstance(action, DeleteFineTuneJob) for action in decision.actions):
             return None
         return self._next_pass(key, decision, observed, finished, coalesced)
-
-    def _job_view(self, key: Key, body: dict[str, Any]) -> JobView:
-        """The JobView of `body`; the spec is parsed once per (uid, generation), not once per pass
-        (the spec is what costs: validation and defaulting of every field)."""
-        metadata = body["metadata"]
-        identity = (metadata["uid"], int(metadata.get("generation") or 0))
-        cached = self._views.get(key)
-        if cached is not None and cached[0] == identity:
-            return dataclasses.replace(
-                cached[1],
-                labels=dict(metadata.get("labels") or {}),
-                status=dict(body.get("status") or {}),
-                deleting=bool(metadata.get("deletionTimestamp")),
-            )
-        view = JobView.from_body(body, default_checkpoint_uri=self.settings.default_checkpoint_uri or None)
-        self._views[key] = (identity, view)
-        return view
 
     def _next_pass(
         self, key: Key, decision: Decision, observed: Observed, finished: bool, coalesced: float | None
