@@ -41,6 +41,20 @@ class OperatorNamespace:
     def read_text(self, key: str) -> str:
         return self.cluster.s3().cat_file(f"{self.prefix.removeprefix('s3://')}/{key}").decode()
 
+    def wait_finished(self, plural: str, name: str, timeout: float) -> dict[str, Any]:
+        """The status of our custom object ``name`` once its phase is Succeeded or Failed."""
+        from finetune_api.constants import GROUP, VERSION
+        from localcluster.waiting import wait_until
+
+        def finished() -> dict[str, Any] | None:
+            custom = self.cluster.custom
+            obj = custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name)
+            status = obj.get("status") or {}
+            return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+        hint = f"see {self.operator.log_path}"
+        return wait_until(finished, timeout, f"{plural}/{name} finished", hint=hint, poll=2.0)
+
 
 @contextlib.contextmanager
 def operator_namespace(label: str, wait: float = 300) -> Iterator[OperatorNamespace]:

@@ -195,7 +195,6 @@ def run_operator_job(model_dir: Path, files: dict[str, Path], labels: list[str])
     """The same training as a FineTuneJob of 2 workers x batch/2 on the process node; its metrics.json."""
     from bench.operator_namespace import PROCESS_NODE_PLACEMENT, SECRET, operator_namespace
     from finetune_api.constants import GROUP, PLURAL, VERSION
-    from localcluster.waiting import wait_until
 
     with operator_namespace("quality") as bench:
         uris = {split: bench.put(str(path), f"{split}.jsonl") for split, path in files.items()}
@@ -212,12 +211,7 @@ def run_operator_job(model_dir: Path, files: dict[str, Path], labels: list[str])
         custom.create_namespaced_custom_object(GROUP, VERSION, bench.namespace, PLURAL, body)
         report.progress(f"quality: FineTuneJob {bench.namespace}/{JOB} training on the process node")
 
-        def phase() -> str | None:
-            obj = custom.get_namespaced_custom_object(GROUP, VERSION, bench.namespace, PLURAL, JOB)
-            value = (obj.get("status") or {}).get("phase")
-            return value if value in ("Succeeded", "Failed") else None
-
-        final = wait_until(phase, WAIT, "the quality FineTuneJob to finish", poll=2.0)
+        final = bench.wait_finished(PLURAL, JOB, WAIT).get("phase")
         if final != "Succeeded":
             raise RuntimeError(f"the quality FineTuneJob ended {final}; see {bench.operator.log_path}")
         return json.loads(bench.read_text("out/metrics.json"))

@@ -48,7 +48,6 @@ from bench.watching import MilestoneRecorder
 from finetune_api.constants import GROUP, PLURAL, VERSION
 from finetune_api.sweep import LABEL_SWEEP, SWEEP_PLURAL
 from finetune_operator.sweep.plan import plan_pass
-from localcluster.waiting import wait_until
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 EVALUATIONS = 5
@@ -262,14 +261,7 @@ def run_sweep(bench: OperatorNamespace, name: str, spec: dict[str, Any]) -> dict
     }
     custom.create_namespaced_custom_object(GROUP, VERSION, bench.namespace, SWEEP_PLURAL, body)
 
-    def finished() -> dict[str, Any] | None:
-        sweep = custom.get_namespaced_custom_object(GROUP, VERSION, bench.namespace, SWEEP_PLURAL, name)
-        status = sweep.get("status") or {}
-        return status if status.get("phase") in ("Succeeded", "Failed") else None
-
-    return wait_until(
-        finished, CLUSTER_WAIT, f"sweep {name} finished", hint=f"see {bench.operator.log_path}", poll=2.0
-    )
+    return bench.wait_finished(SWEEP_PLURAL, name, CLUSTER_WAIT)
 
 
 def summary_table(result: dict[str, Any]) -> str:

@@ -27,7 +27,6 @@ from typing import Any
 from bench import quality, report
 from bench.operator_namespace import PROCESS_NODE_PLACEMENT, SECRET, OperatorNamespace, operator_namespace
 from finetune_api.constants import GROUP, PLURAL, VERSION
-from localcluster.waiting import wait_until
 
 SWEEP = "quality-tpe"
 DEFAULTS_JOB = "quality-defaults"
@@ -79,19 +78,6 @@ def test_f1(bench: OperatorNamespace, output_uri: str) -> float:
     return round(float(json.loads(bench.read_text(f"{key}/metrics.json"))["test_f1_macro"]), 4)
 
 
-def wait_for_job(bench: OperatorNamespace, name: str) -> dict[str, Any]:
-    custom = bench.cluster.custom
-
-    def finished() -> dict[str, Any] | None:
-        obj = custom.get_namespaced_custom_object(GROUP, VERSION, bench.namespace, PLURAL, name)
-        status = obj.get("status") or {}
-        return status if status.get("phase") in ("Succeeded", "Failed") else None
-
-    return wait_until(
-        finished, WAIT, f"FineTuneJob {name} finished", hint=f"see {bench.operator.log_path}", poll=2.0
-    )
-
-
 def run(trials: int = 12, per_class: int = 150) -> dict[str, Any]:
     """The default job and the sweep on the same cluster, started together; see the module docstring."""
     from bench.sweep import run_sweep
@@ -119,7 +105,7 @@ def run(trials: int = 12, per_class: int = 150) -> dict[str, Any]:
         base = template(model_uri, uris, f"{bench.prefix}/sweep-out", labels)
         status = run_sweep(bench, SWEEP, sweep_spec(base, trials))
         sweep_seconds = time.monotonic() - started
-        default_status = wait_for_job(bench, DEFAULTS_JOB)
+        default_status = bench.wait_finished(PLURAL, DEFAULTS_JOB, WAIT)
         best = status.get("bestTrial") or {}
         if status.get("phase") != "Succeeded" or not best.get("output"):
             raise RuntimeError(f"the quality sweep ended {status.get('phase')}: {status.get('conditions')}")
