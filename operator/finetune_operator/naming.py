@@ -43,8 +43,20 @@ def pod_hostname(job_name: str, attempt: int, index: int) -> str:
     return f"{attempt_job_name(job_name, attempt)}-{index}"
 
 
-def master_address(job_name: str, attempt: int) -> str:
-    """Rank 0's stable DNS name inside the namespace: <job>-a<attempt>-0.<service>."""
+SINGLE_WORKER_MASTER_ADDRESS = "127.0.0.1"
+
+
+def has_service(workers: int) -> bool:
+    """A gang needs the headless Service so its workers find rank 0 by name; a single worker is rank
+    0 itself and rendezvouses over loopback, so it gets none (one create less per job, issue 16)."""
+    return workers > 1
+
+
+def master_address(job_name: str, attempt: int, workers: int) -> str:
+    """Rank 0's stable DNS name inside the namespace, <job>-a<attempt>-0.<service>; loopback for a
+    single worker (see has_service)."""
+    if not has_service(workers):
+        return SINGLE_WORKER_MASTER_ADDRESS
     return f"{pod_hostname(job_name, attempt, 0)}.{service_name(job_name)}"
 
 

@@ -42,7 +42,7 @@ class Settings:
     """Cap of the exponential backoff between reads while rank 0's metrics are unreachable."""
     checkpoint_event_interval_seconds: float = 60.0
     """At most one CheckpointCommitted event per job in this many seconds (status is always current)."""
-    resync_seconds: float = 60.0
+    resync_seconds: float = 300.0
     """Every job is reconciled at least this often, even when nothing changed."""
     reconcile_workers: int = 16
     """Reconciles run concurrently for different jobs (never for the same job)."""

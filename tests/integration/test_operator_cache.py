@@ -124,7 +124,7 @@ def test_a_watch_the_server_ends_is_re_established_without_a_relist(cluster, nam
 
 
 def test_a_service_deleted_behind_the_operators_back_is_recreated(operator, finetunejobs, core_v1):
-    finetunejobs.create(finetunejobs.manifest("svc", workers=1, gpus=0))
+    finetunejobs.create(finetunejobs.manifest("svc", workers=2, gpus=0))  # a gang: 1 worker has none
     namespace = finetunejobs.namespace
     first = wait_until(
         lambda: next(iter(core_v1.list_namespaced_service(namespace).items), None), 60, "the Service"

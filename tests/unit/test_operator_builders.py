@@ -239,3 +239,10 @@ def test_master_port_is_stable_per_job_and_differs_between_jobs():
     ports = {naming.master_port(f"uid-{n}") for n in range(50)}
     assert naming.master_port("uid-1") == naming.master_port("uid-1")
     assert len(ports) > 40 and all(29500 <= port < 30000 for port in ports)
+
+
+def test_single_worker_rendezvouses_over_loopback_without_a_service_name():
+    manifest = build_job(make_job({**SPEC, "resources": {"workers": 1}}), 2, Settings())
+    pod = manifest["spec"]["template"]["spec"]
+    assert "--master-addr=127.0.0.1" in container_of(manifest)["command"]
+    assert "subdomain" not in pod  # no headless Service exists for one worker

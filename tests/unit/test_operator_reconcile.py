@@ -44,8 +44,10 @@ def stamp(seconds: float) -> str:
     return at(seconds).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def view(status=None, run_policy=None, generation=1) -> JobView:
+def view(status=None, run_policy=None, generation=1, resources=None) -> JobView:
     spec = {**SPEC, "runPolicy": {**SPEC["runPolicy"], **(run_policy or {})}}
+    if resources is not None:
+        spec["resources"] = resources
     return JobView.from_body(
         {
             "metadata": {"name": "reviews", "namespace": "ns", "uid": "u1", "generation": generation},
@@ -72,6 +74,11 @@ def condition(status, kind):
 
 def actions_of(decision, kind):
     return [action for action in decision.actions if isinstance(action, kind)]
+
+
+def test_a_single_worker_job_gets_no_service():
+    decision = decide(view(resources={"workers": 1}), observed(service=False), T0, SETTINGS)
+    assert [type(action) for action in decision.actions] == [CreateConfigMap, CreateJob]
 
 
 def test_new_job_gets_service_and_attempt_1():

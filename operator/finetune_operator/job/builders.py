@@ -71,7 +71,8 @@ def owner_reference(job: JobView) -> dict[str, Any]:
 
 
 def build_service(job: JobView) -> dict[str, Any]:
-    """The headless Service that gives every worker pod a DNS name: <job>-a<attempt>-<index>.<job>."""
+    """The headless Service that gives every worker pod of a gang a DNS name:
+    <job>-a<attempt>-<index>.<job> (a single-worker job has none: naming.has_service)."""
     master_port = naming.master_port(job.uid)
     return {
         "apiVersion": "v1",
@@ -153,7 +154,7 @@ def torchrun_command(job: JobView, attempt: int) -> list[str]:
         f"--nnodes={job.workers}",
         f"--nproc-per-node={max(1, job.gpus_per_worker)}",
         f"--node-rank=$({contract.ENV_JOB_COMPLETION_INDEX})",  # the one intended expansion
-        literal(f"--master-addr={naming.master_address(job.name, attempt)}"),
+        literal(f"--master-addr={naming.master_address(job.name, attempt, job.workers)}"),
         f"--master-port={naming.master_port(job.uid)}",
         "-m",
         "finetune_trainer",
@@ -277,7 +278,6 @@ def _container(job: JobView, attempt: int, settings: Settings) -> dict[str, Any]
 def _pod_spec(job: JobView, attempt: int, settings: Settings) -> dict[str, Any]:
     resources = job.resources
     pod: dict[str, Any] = {
-        "subdomain": naming.service_name(job.name),
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": job.termination_grace_period_seconds,
         "automountServiceAccountToken": False,
@@ -302,6 +302,8 @@ def _pod_spec(job: JobView, attempt: int, settings: Settings) -> dict[str, Any]:
             ),
         ],
     }
+    if naming.has_service(job.workers):  # the gang's DNS names: <pod hostname>.<service>
+        pod["subdomain"] = naming.service_name(job.name)
     if resources.get("nodeSelector"):
         pod["nodeSelector"] = dict(resources["nodeSelector"])
     if resources.get("tolerations"):

@@ -13,22 +13,21 @@ Order within a pass (docs/architecture.md "Status conditions" and "Level-trigger
    the pass before anything is acted on, and the key is retried with a fresh read; this write is
    what makes restart accounting exactly-once (see reconcile's docstring). The watch event of our
    own write does not queue another pass;
-5. post the Events, only after the status write succeeded (and before acting, so an Event is
-   never later than the status it explains);
-6. carry out the actions (idempotent; each create/delete is recorded as an expectation);
-7. schedule the next pass: the decision's requeue, capped by the resync period; a finished job
+5. post the Events, only after the status write succeeded, and carry out the actions, the two
+   concurrently (actions are idempotent, creates go out together, each create/delete is recorded
+   as an expectation; a child the API server refuses for good fails the job in the next pass);
+6. schedule the next pass: the decision's requeue, capped by the resync period; a finished job
    has no timer at all (only a change to it or its children, or its TTL, brings it back).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import logging
 from collections.abc import Callable
 from typing import Any
-
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from finetune_operator import conditions as cond
 from finetune_operator import naming, reasons
@@ -55,6 +54,7 @@ from finetune_operator.job.scrapes import ScrapeTimers
 from finetune_operator.kube import Conflict, Kube
 from finetune_operator.metrics import OperatorMetrics
 from finetune_operator.reconcile_pool import Key, ReconcilePool
+from finetune_operator.rest import ApiError
 from finetune_operator.settings import Settings
 
 logger = logging.getLogger("finetune_operator")
@@ -273,11 +273,10 @@ class Controller:
         decision = decide(job, observed, now, self.settings)
         events = [*decision.events, *self._non_finite_warning(key, rank0_pod_ip(observed) is not None)]
         coalesced = await self._write_status(key, body, decision.status, now)
-        # Events tell the transition just written: posted before acting, so whoever sees the new
-        # status also finds its Event (the actions' API calls would otherwise sit in between).
-        await self._post_events(body, events, now)
+        # Events tell the transition just written; they go out together with the actions (neither
+        # waits for the other: a new job's Job used to wait behind its Event's round trip).
         try:
-            await self.actor.act(job, decision)
+            await asyncio.gather(self._post_events(body, events, now), self.actor.act(job, decision))
         except ChildRejected as error:
             # Ends the job Failed (reason ChildRejected) in the next pass, through the status write.
             logger.warning("%s", error, extra={"namespace": namespace, "job": name})
@@ -342,10 +341,10 @@ class Controller:
             return dataclasses.replace(observed, queue_words=held[3])
         try:
             workloads = await self.kube.kueue_workloads(key[0], uid)
-        except (ApiException, OSError, TimeoutError) as error:
+        except (ApiError, OSError, TimeoutError) as error:
             logger.info(
                 "could not read Kueue's workload: %s",
-                api_message(error) if isinstance(error, ApiException) else error,
+                api_message(error) if isinstance(error, ApiError) else error,
                 extra={"namespace": key[0], "job": key[1]},
             )
             workloads = None
@@ -439,8 +438,9 @@ class Controller:
         return None
 
     async def _post_events(self, body: dict[str, Any], events: list[Event], now: datetime.datetime) -> None:
-        for event in events:
-            await self.kube.post_event(body, event.type, event.reason, event.message, now)
+        await asyncio.gather(
+            *(self.kube.post_event(body, event.type, event.reason, event.message, now) for event in events)
+        )
 
     def _count(self, key: Key, decision: Decision) -> None:
         if decision.restart_kind:

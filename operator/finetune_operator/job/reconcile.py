@@ -159,7 +159,7 @@ class _Pass:
         if self.observed.child_rejected:
             self.finish_job(False, reasons.CHILD_REJECTED, self.observed.child_rejected)
             return
-        if not self.observed.service_exists:
+        if naming.has_service(self.job.workers) and not self.observed.service_exists:
             self.actions.append(CreateService(build_service(self.job)))
         current = self.observed.jobs.get(self.attempt)
         outcome = None
