@@ -16,14 +16,16 @@ from finetune_operator.logs import configure_logging
 from finetune_operator.metrics import OperatorMetrics
 from finetune_operator.settings import parse_settings
 
-UNUSED_CLIENTS = ("kubernetes", "pykube")
-"""Synchronous Kubernetes clients the operator never uses. Kopf imports them when installed, only to
-recognise their objects; the official one's generated models cost ~7 MiB of RSS (issue 16). They
-are installed in the dev environment (tests use them), not in the operator's image."""
+UNUSED_CLIENTS = ("kubernetes", "kubernetes_asyncio", "pykube")
+"""Kubernetes client libraries the operator never uses (it has its own, rest.py). Kopf imports them
+when installed, only to recognise their objects and to offer their logins; their generated models
+cost ~7 MiB (kubernetes) and ~36 MiB (kubernetes_asyncio) of RSS (issue 16). Blocked, Kopf logs in
+with its own kubeconfig / service-account login, as rest.py does. Tests may have them installed;
+the operator's image does not."""
 
 
 def skip_unused_clients() -> None:
-    """Make Kopf's optional imports of the sync clients fail fast, unless something loaded one."""
+    """Make Kopf's optional imports of these clients fail fast, unless something loaded one."""
     for name in UNUSED_CLIENTS:
         if name not in sys.modules and importlib.util.find_spec(name) is not None:
             sys.modules[name] = None  # type: ignore[assignment]  # "import kubernetes" -> ImportError

@@ -26,20 +26,18 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from finetune_operator import naming
+from finetune_operator.rest import ApiError, Params, RestClient
 
 logger = logging.getLogger("finetune_operator.informer")
 
 Key = tuple[str, str]  # (namespace, FineTuneJob name)
-ListCall = Callable[..., Awaitable[Any]]
-"""A kubernetes_asyncio list method bound to its scope, e.g. `partial(core.list_namespaced_pod, "ns")`."""
 
 LIST_PAGE = 500
 LIST_TIMEOUT_SECONDS = 60.0
@@ -102,17 +100,15 @@ def owner_key(obj: dict[str, Any]) -> Key | None:
     return (namespace, owner) if owner and namespace else None
 
 
-async def _checked(response: aiohttp.ClientResponse) -> aiohttp.ClientResponse:
-    """With `_preload_content=False` the client does not raise on an HTTP error: do it here."""
-    if response.status < 400:
-        return response
+async def _open(scope: Scope, params: Params, limit: float | aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+    """The scope's list or watch response, unread; 410 Gone (too old a resourceVersion or continue
+    token) is WatchExpired, which relists."""
     try:
-        body = (await response.read()).decode(errors="replace")[:500]
-    finally:
-        response.release()
-    if response.status == 410:
-        raise WatchExpired(body)
-    raise ApiException(status=response.status, reason=body)
+        return await scope.api.open("GET", scope.path, params=params, request_timeout=limit)
+    except ApiError as error:
+        if error.status == 410:
+            raise WatchExpired(error.body[:500]) from None
+        raise
 
 
 def _resource_version(obj: dict[str, Any]) -> str | None:
@@ -121,10 +117,12 @@ def _resource_version(obj: dict[str, Any]) -> str | None:
 
 @dataclass(frozen=True)
 class Scope:
-    """One list+watch: a namespace (or None for all namespaces) and the list call for it."""
+    """One list+watch: a namespace (or None for all namespaces), the client, and the collection's
+    path (e.g. /api/v1/namespaces/ns/pods, from `Kube.list_path`)."""
 
     namespace: str | None
-    list_call: ListCall
+    api: RestClient
+    path: str
 
 
 class Informer:
@@ -234,12 +232,8 @@ class Informer:
         token: str | None = None
         resource_version = ""
         while True:
-            kwargs: dict[str, Any] = {"label_selector": self.selector, "limit": LIST_PAGE}
-            if token:
-                kwargs["_continue"] = token
-            response = await _checked(
-                await scope.list_call(**kwargs, _preload_content=False, _request_timeout=LIST_TIMEOUT_SECONDS)
-            )
+            params = {"labelSelector": self.selector, "limit": LIST_PAGE, "continue": token}
+            response = await _open(scope, params, LIST_TIMEOUT_SECONDS)
             try:
                 page = json.loads(await response.read())
             finally:
@@ -276,19 +270,15 @@ class Informer:
     async def watch(self, scope: Scope) -> None:
         """Follow one watch until it ends; the resourceVersion to resume from is kept as it goes."""
         self.watches += 1
-        response = await _checked(
-            await scope.list_call(
-                label_selector=self.selector,
-                watch=True,
-                allow_watch_bookmarks=True,
-                resource_version=self.resource_versions[scope.namespace],
-                timeout_seconds=random.randint(*WATCH_SERVER_TIMEOUT_SECONDS),
-                _preload_content=False,
-                _request_timeout=aiohttp.ClientTimeout(
-                    total=None, connect=LIST_TIMEOUT_SECONDS, sock_read=self.read_timeout
-                ),
-            )
-        )
+        params = {
+            "labelSelector": self.selector,
+            "watch": True,
+            "allowWatchBookmarks": True,
+            "resourceVersion": self.resource_versions[scope.namespace],
+            "timeoutSeconds": random.randint(*WATCH_SERVER_TIMEOUT_SECONDS),
+        }
+        timeout = aiohttp.ClientTimeout(total=None, connect=LIST_TIMEOUT_SECONDS, sock_read=self.read_timeout)
+        response = await _open(scope, params, timeout)
         try:
             while True:
                 line = await response.content.readline()
@@ -305,7 +295,7 @@ class Informer:
             code = obj.get("code")
             if code == 410:
                 raise WatchExpired(obj.get("message"))
-            raise ApiException(status=code or 500, reason=obj.get("message") or "watch error")
+            raise ApiError(code or 500, obj.get("reason") or "watch error", obj.get("message") or "")
         version = _resource_version(obj)
         if version:
             self.resource_versions[scope.namespace] = version

@@ -51,7 +51,7 @@ class ChildCache:
         self.informers = {
             kind: Informer(
                 kind,
-                [Scope(namespace, kube.list_call(kind, namespace)) for namespace in targets],
+                [Scope(namespace, kube.api, kube.list_path(kind, namespace)) for namespace in targets],
                 MANAGED_SELECTOR,
                 functools.partial(_tell, on_change, kind),
                 relevance=FINGERPRINTS[kind],

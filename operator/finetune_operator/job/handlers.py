@@ -54,7 +54,7 @@ async def start_controller(settings: kopf.OperatorSettings, memo: Any, **_: Any)
     settings.networking.error_backoffs = [1, 2, 5, 10]
     metrics: OperatorMetrics = memo.metrics
     api = await load_client_config()
-    api.on_request = metrics.count_request  # type: ignore[attr-defined]
+    api.on_request = metrics.count_request
     kube = Kube(api)
     if not operator_settings.standalone:
         await kube.ensure_peering(operator_settings.peering_name, operator_settings.namespaces)

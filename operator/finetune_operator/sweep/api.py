@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
-
-from finetune_api.constants import GROUP, PLURAL, VERSION
+from finetune_api.constants import PLURAL
 from finetune_api.sweep import LABEL_SWEEP, SWEEP_PLURAL
-from finetune_operator.kube import MERGE_PATCH, get_custom_object, patch_custom_status
+from finetune_operator.kube import CUSTOM_API, get_custom_object, patch_custom_status
+from finetune_operator.rest import MERGE_PATCH, ApiError, RestClient, api_path
 
 
 class CreateRefused(Exception):
@@ -21,22 +19,24 @@ class CreateRefused(Exception):
 
 
 class SweepApi:
-    def __init__(self, api: client.ApiClient):
-        self.custom = client.CustomObjectsApi(api)
+    def __init__(self, api: RestClient):
+        self.api = api
 
     async def get_sweep(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return await get_custom_object(self.custom, SWEEP_PLURAL, namespace, name)
+        return await get_custom_object(self.api, SWEEP_PLURAL, namespace, name)
 
     async def patch_sweep_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
     ) -> None:
         """Merge-patch the status subresource, guarded by resourceVersion (Conflict when it moved on)."""
-        await patch_custom_status(self.custom, SWEEP_PLURAL, namespace, name, status, resource_version)
+        await patch_custom_status(self.api, SWEEP_PLURAL, namespace, name, status, resource_version)
 
     async def list_trials(self, namespace: str, sweep_name: str) -> list[dict[str, Any]]:
         """FineTuneJobs labelled with the sweep's name (ownership is checked by the caller)."""
-        answer = await self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, label_selector=f"{LABEL_SWEEP}={sweep_name}"
+        answer = await self.api.request(
+            "GET",
+            api_path(CUSTOM_API, PLURAL, namespace),
+            params={"labelSelector": f"{LABEL_SWEEP}={sweep_name}"},
         )
         return list(answer.get("items") or [])
 
@@ -44,8 +44,10 @@ class SweepApi:
         """Create a trial FineTuneJob: True when created, False when the name was already taken."""
         namespace = manifest["metadata"]["namespace"]
         try:
-            await self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
-        except ApiException as error:
+            await self.api.request(
+                "POST", api_path(CUSTOM_API, PLURAL, namespace), body=manifest, parse=False
+            )
+        except ApiError as error:
             if error.status == 409:
                 return False
             if 400 <= error.status < 500:
@@ -60,9 +62,13 @@ class SweepApi:
         """Suspend or resume a trial (runPolicy.suspend, which the FineTuneJob API lets change)."""
         body = {"spec": {"runPolicy": {"suspend": suspend}}}
         try:
-            await self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH
+            await self.api.request(
+                "PATCH",
+                api_path(CUSTOM_API, PLURAL, namespace, name),
+                body=body,
+                content_type=MERGE_PATCH,
+                parse=False,
             )
-        except ApiException as error:
+        except ApiError as error:
             if error.status != 404:
                 raise
