@@ -52,8 +52,6 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # The Kubernetes client logs every request at DEBUG; that is noise even when debugging the operator.
-    logging.getLogger("kubernetes_asyncio").setLevel(max(logging.INFO, root.level))
     logging.getLogger("aiohttp").setLevel(max(logging.WARNING, root.level))
     # Kopf logs "Handler ... succeeded" for every watch event; our controller logs what it does instead.
     logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, root.level))

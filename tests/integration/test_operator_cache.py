@@ -10,9 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import kopf
 import pytest
-from kubernetes_asyncio import client as async_client
-from kubernetes_asyncio import config as async_config
 
 from finetune_operator import informer as informer_module
 from finetune_operator import naming
@@ -21,6 +20,7 @@ from finetune_operator.job.cache import MANAGED_SELECTOR
 from finetune_operator.job.controller import EXPECTATION_RECHECK_SECONDS, Controller
 from finetune_operator.kube import Kube
 from finetune_operator.metrics import OperatorMetrics
+from finetune_operator.rest import RestClient
 from finetune_operator.settings import parse_settings
 from localcluster.waiting import wait_until
 
@@ -39,12 +39,10 @@ async def eventually(check: Callable[[], Any], seconds: float, what: str) -> Any
         await asyncio.sleep(0.05)
 
 
-async def kube_for(cluster: Any) -> Kube:
-    configuration = async_client.Configuration()
-    await async_config.load_kube_config(
-        config_file=str(cluster.kubeconfig), client_configuration=configuration
-    )
-    return Kube(async_client.ApiClient(configuration))
+async def kube_for(cluster: Any, monkeypatch: pytest.MonkeyPatch) -> Kube:
+    """The operator's own client, logged in as the operator does outside a pod (the kubeconfig)."""
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    return Kube(RestClient(kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())))
 
 
 def labelled_config_map(name: str, owner: str) -> dict[str, Any]:
@@ -52,7 +50,9 @@ def labelled_config_map(name: str, owner: str) -> dict[str, Any]:
     return {"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}}
 
 
-def test_a_watch_resumed_from_an_expired_point_reports_what_changed_meanwhile(cluster, namespace, core_v1):
+def test_a_watch_resumed_from_an_expired_point_reports_what_changed_meanwhile(
+    cluster, namespace, core_v1, monkeypatch
+):
     """Resuming from resourceVersion 1: a long-running API server answers 410 Gone (the informer
     relists), a young one replays its watch cache from its first snapshot. Either way the cache
     must end equal to the server, with the owners of what changed queued. (The ERROR-410 event
@@ -62,9 +62,9 @@ def test_a_watch_resumed_from_an_expired_point_reports_what_changed_meanwhile(cl
     core_v1.create_namespaced_config_map(namespace, {"metadata": {"name": "not-ours"}})
 
     async def scenario() -> None:
-        kube = await kube_for(cluster)
+        kube = await kube_for(cluster, monkeypatch)
         changed: list[tuple[str, str]] = []
-        scope = Scope(namespace, kube.list_call("configmaps", namespace))
+        scope = Scope(namespace, kube.api, kube.list_path("configmaps", namespace))
         cache = Informer("configmaps", [scope], MANAGED_SELECTOR, lambda key, *_: changed.append(key))
         try:
             cache.start()
@@ -100,11 +100,11 @@ def test_a_watch_the_server_ends_is_re_established_without_a_relist(cluster, nam
     monkeypatch.setattr(informer_module, "WATCH_SERVER_TIMEOUT_SECONDS", (1, 1))
 
     async def scenario() -> None:
-        kube = await kube_for(cluster)
+        kube = await kube_for(cluster, monkeypatch)
         seen: list[tuple[str, str]] = []
         cache = Informer(
             "configmaps",
-            [Scope(namespace, kube.list_call("configmaps", namespace))],
+            [Scope(namespace, kube.api, kube.list_path("configmaps", namespace))],
             MANAGED_SELECTOR,
             lambda key, *_: seen.append(key),
         )
@@ -139,7 +139,7 @@ def test_a_service_deleted_behind_the_operators_back_is_recreated(operator, fine
 
 
 def test_a_pass_before_the_cache_shows_the_new_job_creates_and_announces_nothing(
-    cluster, namespace, crds_installed, finetunejobs, batch_v1
+    cluster, namespace, crds_installed, finetunejobs, batch_v1, monkeypatch
 ):
     finetunejobs.create(finetunejobs.manifest("race", workers=1, gpus=0))
     key = (namespace, "race")
@@ -151,7 +151,7 @@ def test_a_pass_before_the_cache_shows_the_new_job_creates_and_announces_nothing
         return sum(1 for event in finetunejobs.events("race") if event.reason == "AttemptCreated")
 
     async def scenario() -> None:
-        kube = await kube_for(cluster)
+        kube = await kube_for(cluster, monkeypatch)
         env = {"FINETUNE_ALLOWED_IMAGES": "finetune-trainer"}  # as the operator fixture runs it
         settings = parse_settings(["--namespace", namespace, "--standalone", "--metrics-port", "0"], env)
         controller = Controller(settings, kube, OperatorMetrics())
