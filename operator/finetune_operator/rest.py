@@ -19,7 +19,9 @@ and is all here:
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -111,18 +113,26 @@ def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
 Login = Callable[[], "kopf.ConnectionInfo"]
 
 
+def in_cluster_server(environ: Mapping[str, str]) -> str:
+    """The API server's address in a pod, as client-go's InClusterConfig finds it: from
+    KUBERNETES_SERVICE_HOST/PORT, which the kubelet sets, not the DNS name kubernetes.default.svc,
+    which a hostNetwork pod (or one with its own DNS policy) may not resolve."""
+    host, port = environ["KUBERNETES_SERVICE_HOST"], environ.get("KUBERNETES_SERVICE_PORT") or "443"
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
 def login() -> kopf.ConnectionInfo:
-    """Kopf's built-in login: the pod's service account when in a cluster (and no KUBECONFIG is
+    """Kopf's built-in logins: the pod's service account when in a cluster (and no KUBECONFIG is
     set), the current kubeconfig context otherwise. Kopf is imported here, not at module import,
     so the pure helpers above stay cheap to import."""
-    import os
-
     import kopf
 
     settings = kopf.OperatorSettings()
     info: kopf.ConnectionInfo | None = None
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
         info = kopf.login_with_service_account(settings=settings)
+        if info is not None:
+            info = dataclasses.replace(info, server=in_cluster_server(os.environ))
     if info is None:
         info = kopf.login_with_kubeconfig(settings=settings)
     if info is None:

@@ -293,3 +293,28 @@ def test_a_410_gone_on_list_or_watch_is_watch_expired():
                 await cache.watch(scope)
 
     asyncio.run(scenario())
+
+
+def test_in_a_pod_the_api_server_is_where_the_kubelet_says(monkeypatch, tmp_path: Path):
+    assert rest.in_cluster_server({"KUBERNETES_SERVICE_HOST": "10.96.0.1"}) == "https://10.96.0.1:443"
+    v6 = {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}
+    assert rest.in_cluster_server(v6) == "https://[fd00::1]:6443"
+    token = tmp_path / "token"
+    token.write_text("sa-token\n")
+    real_exists = rest.os.path.exists
+
+    def exists(path: str) -> bool:  # the service account files, at the paths Kopf reads
+        return path.endswith("/serviceaccount/token") or real_exists(path)
+
+    real_open = open
+
+    def fake_open(path: Any, *args: Any, **kwargs: Any) -> Any:
+        return real_open(token if str(path).endswith("/serviceaccount/token") else path, *args, **kwargs)
+
+    monkeypatch.setattr("os.path.exists", exists)
+    monkeypatch.setattr("builtins.open", fake_open)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "27401")
+    info = rest.login()
+    assert (info.server, info.token) == ("https://127.0.0.1:27401", "sa-token")

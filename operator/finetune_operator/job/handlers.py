@@ -22,6 +22,7 @@ from finetune_api.constants import GROUP, PLURAL, VERSION
 from finetune_operator.job.controller import Controller
 from finetune_operator.kube import Kube, load_client_config
 from finetune_operator.metrics import OperatorMetrics
+from finetune_operator.rest import login
 from finetune_operator.settings import Settings
 
 logger = logging.getLogger("finetune_operator")
@@ -39,6 +40,14 @@ class EventHandlersOnlyDiffBase(kopf.AnnotationsDiffBaseStorage):
 
 def _controller(memo: Any) -> Controller | None:
     return getattr(memo, "controller", None)
+
+
+@kopf.on.login()
+def login_as_the_operator(**_: Any) -> kopf.ConnectionInfo:
+    """Kopf connects exactly as the operator's own client (rest.login): in a pod, to the address in
+    KUBERNETES_SERVICE_HOST/PORT, where Kopf's own service-account login would dial
+    kubernetes.default.svc. Kopf calls this again when the API answers 401 (a rotated token)."""
+    return login()
 
 
 @kopf.on.startup()
