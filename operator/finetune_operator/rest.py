@@ -20,13 +20,13 @@ and is all here:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import orjson
 
 if TYPE_CHECKING:
     import kopf
@@ -188,7 +188,7 @@ class RestClient:
             data = await response.read()
         finally:
             response.release()
-        return json.loads(data) if parse and data else None
+        return orjson.loads(data) if parse and data else None
 
     async def open(
         self,
@@ -206,7 +206,7 @@ class RestClient:
         if self.on_request is not None:
             verb = "WATCH" if arguments.get("watch") == "true" else method
             self.on_request(verb, request_resource(path))
-        data = None if body is None else json.dumps(body).encode()
+        data = None if body is None else orjson.dumps(body)
         response = await self._send(method, path, arguments, data, content_type, request_timeout)
         if response.status == 401 and self.relogin is not None:
             response.release()
