@@ -120,7 +120,18 @@ class BenchCluster:
                 if path.name == "finetunejob.yaml":
                     raise
                 report.progress(f"warning: {path.name} not installed: {str(error)[:300]}")
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/finetunejobs.finetune.dev")
+        self.wait_established("finetunejobs.finetune.dev")
+
+    def wait_established(self, crd: str, timeout: float = 60) -> None:
+        """Until the CRD is served. Not `kubectl wait --for=condition=Established`: right after a
+        create, kubectl 1.35 fails at once on a CRD with no status.conditions yet instead of waiting."""
+        established = '{.status.conditions[?(@.type=="Established")].status}'
+        wait_until(
+            lambda: self.kubectl("get", f"crd/{crd}", "-o", f"jsonpath={established}").strip() == "True",
+            timeout,
+            f"the CRD {crd} to be Established",
+            poll=0.2,
+        )
 
     # --- namespaces ----------------------------------------------------------------------------
     def create_namespace(self, name: str) -> None:

@@ -123,7 +123,7 @@ def install_peer(cluster: BenchCluster) -> None:
     """The PyTorchJob CRD, the peer's namespace, its (empty) webhook Secret and a webhook configuration
     for its certificate rotator to inject into (matching no request, see the module docstring)."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd_path()))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/pytorchjobs.kubeflow.org")
+    cluster.wait_established("pytorchjobs.kubeflow.org")
     _create_or_keep(cluster.core.create_namespace, None, {"metadata": {"name": PEER_NAMESPACE}})
     _create_or_keep(
         cluster.core.create_namespaced_secret, PEER_NAMESPACE, {"metadata": {"name": WEBHOOK_SECRET}}
