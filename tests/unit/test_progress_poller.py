@@ -5,7 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from finetune_operator.job.progress.poller import ProgressPoller, backoff_delay, metrics_url
+from finetune_operator.job.progress.poller import (
+    ProgressPoller,
+    backoff_delay,
+    fetch_metrics_text,
+    metrics_url,
+)
 
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 KEY = ("ns", "job")
@@ -82,5 +87,55 @@ def test_new_rank0_address_is_scraped_at_once() -> None:
         assert endpoint.calls == 2 and state.sample is not None
         poller.forget(KEY)
         assert poller.latest(KEY) is None
+
+    asyncio.run(scenario())
+
+
+class RefusingThenUp:
+    """Refuses connections for real (nothing listens on 127.0.0.1:1) `refusals` times, then answers."""
+
+    def __init__(self, refusals: int, then: str | Exception = "finetune_trainer_step 1\n") -> None:
+        self.refusals = refusals
+        self.then = then
+        self.calls = 0
+
+    async def __call__(self, url: str, timeout_seconds: float) -> str:
+        self.calls += 1
+        if self.calls <= self.refusals:
+            return await fetch_metrics_text("http://127.0.0.1:1/metrics", timeout_seconds)
+        if isinstance(self.then, Exception):
+            raise self.then
+        return self.then
+
+
+def test_a_starting_trainer_is_retried_every_interval_until_the_grace_ends() -> None:
+    poller = ProgressPoller(interval_seconds=5, max_backoff_seconds=20, fetch=RefusingThenUp(refusals=6))
+
+    async def scenario() -> None:
+        delays = []
+        now = 0.0
+        for _ in range(6):
+            state = await poller.refresh(KEY, URL, at(now))
+            delays.append((state.next_poll - at(now)).total_seconds())
+            now = (state.next_poll - T0).total_seconds()
+        # refused at 0, 5, 10, 15 (inside the 20 s grace: every interval), then backing off
+        assert delays[:4] == [5, 5, 5, 5] and delays[4] > 5
+        state = await poller.refresh(KEY, URL, at(now))
+        assert state.failures == 0 and state.answered
+
+    asyncio.run(scenario())
+
+
+def test_refusals_after_the_endpoint_answered_back_off() -> None:
+    endpoint = RefusingThenUp(refusals=0)
+    poller = ProgressPoller(interval_seconds=5, max_backoff_seconds=60, fetch=endpoint)
+
+    async def scenario() -> None:
+        await poller.refresh(KEY, URL, at(0))
+        endpoint.refusals = endpoint.calls + 2  # the trainer went away
+        state = await poller.refresh(KEY, URL, at(5))
+        assert state.next_poll == at(10)
+        state = await poller.refresh(KEY, URL, at(10))
+        assert state.next_poll == at(20)  # backing off: it had answered before
 
     asyncio.run(scenario())

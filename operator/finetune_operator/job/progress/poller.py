@@ -2,9 +2,10 @@
 "Progress is pulled").
 
 Why a separate object: scraping is I/O with its own cadence (every `interval` seconds per running
-job, backing off exponentially while the endpoint refuses or times out, e.g. while the model is
-still loading), and what it learns must survive between reconcile passes: the last sample, the
-smoothed step rate, and when the step last advanced (the Stalled rule). The reconcile pass asks
+job, backing off exponentially while the endpoint times out or keeps refusing; a pod whose
+endpoint has never answered is retried every interval for a grace period first: it is starting),
+and what it learns must survive between reconcile passes: the last sample, the smoothed step rate,
+and when the step last advanced (the Stalled rule). The reconcile pass asks
 `refresh()` (cheap when not due) and reads `latest()`; nothing here writes to the API.
 
 State is in memory only. After an operator restart the first scrape re-establishes it; the stall
@@ -83,6 +84,16 @@ def backoff_delay(failures: int, interval: float, cap: float) -> float:
     return min(cap, interval * 2 ** (failures - 1))
 
 
+def starting_up(refused_since: datetime, now: datetime, grace_seconds: float) -> bool:
+    """A pod whose endpoint has never answered and has refused connections for less than the grace
+    (the backoff cap) is taken to be starting: its trainer opens the port only after importing torch
+    and reading its spec, tens of seconds on a busy node. Such refusals are retried every interval
+    instead of backing off: a refused connect costs next to nothing, and backing off there made
+    the first scrape of a short training land after it had ended (its progress, and a sweep's
+    pruning, never seen). A timeout, or a pod that keeps refusing past the grace, backs off."""
+    return (now - refused_since).total_seconds() < grace_seconds
+
+
 @dataclass
 class JobProgress:
     """What the poller knows about one job."""
@@ -94,6 +105,10 @@ class JobProgress:
     failures: int = 0
     last_error: str | None = None
     url: str | None = None
+    answered: bool = False
+    """The current `url` has answered at least once (its trainer's endpoint is up)."""
+    refused_since: datetime | None = None
+    """First refused connect to the current `url` while it has never answered."""
     scraped_at: datetime | None = None
     """When `sample` was read: status.progress.updateTime, so a pass without a new scrape writes nothing."""
 
@@ -141,6 +156,7 @@ class ProgressPoller:
             state = self._jobs.setdefault(key, JobProgress())
             if state.url != url:  # a new attempt's rank 0: scrape now, keep the rate history
                 state.url, state.next_poll, state.failures = url, None, 0
+                state.answered, state.refused_since = False, None
             if state.next_poll is not None and now < state.next_poll:
                 return state
             try:
@@ -152,11 +168,16 @@ class ProgressPoller:
                 state.failures += 1
                 state.last_error = f"{type(error).__name__}: {error}"[:300]
                 delay = backoff_delay(state.failures, self.interval, self.max_backoff)
+                if isinstance(error, aiohttp.ClientConnectorError) and not state.answered:
+                    state.refused_since = state.refused_since or now
+                    if starting_up(state.refused_since, now, self.max_backoff):
+                        delay = self.interval
                 state.next_poll = now + timedelta(seconds=delay)
                 logger.debug("metrics unreachable", extra={"fields": {"url": url, "retry_in": delay}})
                 return state
             self._absorb(state, sample, now)
             state.failures, state.last_error, state.scraped_at = 0, None, now
+            state.answered, state.refused_since = True, None
             state.next_poll = now + timedelta(seconds=self.interval)
             return state
 
