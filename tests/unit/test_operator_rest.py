@@ -135,7 +135,7 @@ def test_login_reads_the_kubeconfig_outside_a_pod(monkeypatch, tmp_path: Path):
         )
     )
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")  # KUBECONFIG set: the kubeconfig wins
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.9")  # KUBECONFIG set: the kubeconfig wins
     info = rest.login()
     assert (info.server, info.token) == ("https://127.0.0.1:6443", "tok")
 
@@ -296,7 +296,7 @@ def test_a_410_gone_on_list_or_watch_is_watch_expired():
 
 
 def test_in_a_pod_the_api_server_is_where_the_kubelet_says(monkeypatch, tmp_path: Path):
-    assert rest.in_cluster_server({"KUBERNETES_SERVICE_HOST": "10.96.0.1"}) == "https://10.96.0.1:443"
+    assert rest.in_cluster_server({"KUBERNETES_SERVICE_HOST": "127.0.0.9"}) == "https://127.0.0.9:443"
     v6 = {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}
     assert rest.in_cluster_server(v6) == "https://[fd00::1]:6443"
     token = tmp_path / "token"
