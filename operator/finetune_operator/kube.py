@@ -17,6 +17,8 @@ import logging
 import os
 from typing import Any
 
+import aiohttp
+
 from finetune_api.constants import GROUP, PLURAL, VERSION
 from finetune_operator import naming
 from finetune_operator.rest import MERGE_PATCH, ApiError, RestClient, api_path
@@ -239,6 +241,8 @@ class Kube:
             )
         except ApiError as error:  # events are best effort: never fail a pass for one
             logger.warning("could not post event %s: %s", reason, error.reason)
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:  # nor for a slow or lost connection
+            logger.warning("could not post event %s: %s", reason, f"{type(error).__name__}: {error}")
 
     # --- peering ---------------------------------------------------------------------------------
     async def ensure_peering(self, name: str, namespaces: tuple[str, ...]) -> None:

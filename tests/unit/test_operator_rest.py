@@ -5,6 +5,7 @@ tests/integration/test_operator_cache.py and every operator integration test).""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -318,3 +319,18 @@ def test_in_a_pod_the_api_server_is_where_the_kubelet_says(monkeypatch, tmp_path
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "27401")
     info = rest.login()
     assert (info.server, info.token) == ("https://127.0.0.1:27401", "sa-token")
+
+
+def test_an_event_lost_on_a_dropped_connection_fails_no_pass():
+    async def handler(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.close()  # the connection drops before any answer
+        return web.Response()
+
+    async def scenario() -> None:
+        async with serving(handler) as api:
+            job = {"metadata": {"name": "j", "namespace": "ns", "uid": "u"}}
+            now = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
+            await Kube(api).post_event(job, "Normal", "AttemptCreated", "attempt 1", now)  # no raise
+
+    asyncio.run(scenario())
