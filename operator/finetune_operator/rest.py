@@ -87,7 +87,7 @@ def request_resource(url: str) -> str:
     parts = urllib.parse.urlsplit(url).path.strip("/").split("/")
     # /api/v1/... or /apis/<group>/<version>/...
     rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
-    if len(rest) >= 2 and rest[0] == "namespaces" and len(rest) > 2:
+    if len(rest) > 2 and rest[0] == "namespaces":
         rest = rest[2:]
     if not rest:
         return "?"
