@@ -193,26 +193,32 @@ def peer_section(result: dict[str, Any]) -> str:
     rows = []
     for size in result["sizes"]:
         if "error" in size:
-            rows.append([size["jobs"], "(failed)", size["error"][:80], "", "", "", "", "", ""])
+            rows.append([size["jobs"], "(failed)", size["error"][:80], "", "", "", "", "", "", ""])
             continue
         for who, label in (("ours", "finetune-operator"), ("peer", "training-operator")):
             if who not in size:
                 continue
             ratio = size["ratioOursOverFloor" if who == "ours" else "ratioPeerOverFloor"]
+            with_services = size.get("ratioOursOverFloorWithServices" if who == "ours" else
+                                     "ratioPeerOverFloorWithServices")  # fmt: skip
             figures = size[who]["operator"]
             done = ratio["podsSucceededToDone"]
             rows.append(
                 [
-                    size["jobs"], label, ratio["applyToPodsRunning"]["total"], done["p99"], done["total"],
+                    size["jobs"], label, ratio["applyToPodsRunning"]["total"],
+                    with_services["applyToPodsRunning"]["total"] if with_services else "-",
+                    done["p99"], done["total"],
                     figures["apiRequestsPerJob"], figures["peakRssMiB"],
                     round(figures["cpuSecondsPerJob"] * 1000, 1), figures.get("reconcilePassesPerJob"),
                 ]
             )  # fmt: skip
-    header = ["N", "operator", "apply → Running, total / floor", "Succeeded → done, p99 / floor",
+    header = ["N", "operator", "apply → Running, total / floor",
+              "apply → Running, total / floor with Services", "Succeeded → done, p99 / floor",
               "Succeeded → done, total / floor", "API requests / job", "peak RSS MiB",
               "CPU ms / job", "passes / job"]  # fmt: skip
     peer = result.get("peer", {})
     text = f"### Side by side with {peer.get('name')} {peer.get('version')}\n\n" + table(header, rows)
+    text += cpu_split_table(result["sizes"])
     exponents = result.get("exponents") or {}
     if exponents:
         fit_rows = [[who, *(fits.get(k) for k in ("apiRequestsPerJob", "cpuSecondsPerJob", "peakRssMiB",
@@ -224,6 +230,29 @@ def peer_section(result: dict[str, Any]) -> str:
             fit_rows,
         )  # fmt: skip
     return text
+
+
+CPU_RUNS = (("floor", "floor (Jobs)"), ("floorWithServices", "floor (Jobs + Services)"),
+            ("ours", "finetune-operator"), ("peer", "training-operator"))  # fmt: skip
+CPU_PARTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok", "operator",
+             "bench-client", "total")  # fmt: skip
+
+
+def cpu_split_table(sizes: list[dict[str, Any]]) -> str:
+    """CPU seconds each process spent from the first create until every pod ran (bench/
+    control_plane_cpu.py); empty for results recorded before it was measured."""
+    rows = [
+        [size["jobs"], label, size[run]["applyToPodsRunning"]["totalSeconds"],
+         *(size[run]["cpuSecondsApplyToRunning"].get(part, "-") for part in CPU_PARTS)]
+        for size in sizes
+        for run, label in CPU_RUNS
+        if size.get(run, {}).get("cpuSecondsApplyToRunning")
+    ]  # fmt: skip
+    if not rows:
+        return ""
+    return "\n\nCPU seconds spent from the first create until every pod ran, by process:\n\n" + table(
+        ["N", "run", "wall s", *CPU_PARTS], rows
+    )
 
 
 def distributed_section(result: dict[str, Any]) -> str:

@@ -34,6 +34,7 @@ from typing import Any
 
 from bench import promtext, report, scale_metrics, scale_plan, stats
 from bench.cluster_session import FLOW_SCHEMA, BenchCluster
+from bench.control_plane_cpu import CpuMeter, spent
 from bench.operator_process import OperatorProcess
 from bench.watching import (
     MilestoneRecorder,
@@ -61,6 +62,21 @@ def floor_job(ftj: dict[str, Any], namespace: str) -> dict[str, Any]:
     return job
 
 
+def floor_service(ftj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
+    """The headless Service a gang's pods need for rank 0's DNS name (the operator's own), or None
+    for a single worker (it has none either): what a user applies next to a bare Indexed Job."""
+    from finetune_operator import naming
+    from finetune_operator.job.builders import build_service
+    from finetune_operator.job.jobview import JobView
+
+    if not naming.has_service(ftj["spec"]["resources"]["workers"]):
+        return None
+    body = {**ftj, "metadata": {**ftj["metadata"], "namespace": namespace, "uid": str(uuid.uuid4())}}
+    service = build_service(JobView.from_body(body))
+    service["metadata"].pop("ownerReferences", None)
+    return service
+
+
 def phase_timeout(pods: int) -> float:
     """A generous bound per phase: the run must end even when the control plane falls behind."""
     return 180 + 0.5 * pods
@@ -77,6 +93,10 @@ class Run:
         self.applied: dict[str, float] = {}
         self.pods = MilestoneRecorder(cluster.core.list_namespaced_pod, pod_milestones, namespace=namespace)
         self.jobs = MilestoneRecorder(cluster.batch.list_namespaced_job, job_milestones, namespace=namespace)
+        self.cpu = CpuMeter(cluster.config.run_dir)
+        self._cpu_at_apply: dict[str, float] = {}
+        self.cpu_to_running: dict[str, float] = {}
+        """CPU seconds per process from the first create until every pod ran (control_plane_cpu)."""
 
     def start(self) -> None:
         self.pods.start()
@@ -88,6 +108,7 @@ class Run:
 
     def apply(self, name_and_create: list[tuple[str, Any]]) -> float:
         """Create every object from a thread pool; record when each create call started."""
+        self._cpu_at_apply = self.cpu.snapshot()
         started = time.monotonic()
 
         def create(item: tuple[str, Any]) -> None:
@@ -106,6 +127,8 @@ class Run:
             f"{self.pods_expected} pods {milestone} in {self.namespace}",
             poll=0.2,
         )
+        if milestone == "running" and self._cpu_at_apply:
+            self.cpu_to_running = spent(self._cpu_at_apply, self.cpu.snapshot())
 
     def succeed_all_pods(self) -> float:
         """Annotate every pod so KWOK completes it; return the seconds the patches took."""
@@ -118,7 +141,7 @@ class Run:
         return time.monotonic() - started
 
     def phases(self, done: dict[str, float]) -> dict[str, Any]:
-        return scale_metrics.scale_phases(
+        return {"cpuSecondsApplyToRunning": self.cpu_to_running} | scale_metrics.scale_phases(
             self.applied,
             self.workers,
             self.jobs.times("created"),
@@ -129,19 +152,36 @@ class Run:
         )
 
 
-def run_floor(cluster: BenchCluster, manifests: list[dict[str, Any]], workers: dict[str, int], size: int):
-    namespace = f"bench-floor-{size}-{uuid.uuid4().hex[:5]}"
+def run_floor(
+    cluster: BenchCluster,
+    manifests: list[dict[str, Any]],
+    workers: dict[str, int],
+    size: int,
+    services: bool = False,
+):
+    """The floor: the same Indexed Jobs applied directly. With `services`, each gang's headless
+    Service goes first (as `kubectl apply` of a file holding both would): the bare path that gives
+    rank 0 a DNS name, and that pays the control plane's cost of Services with selectors."""
+    namespace = f"bench-floor{'svc' if services else ''}-{size}-{uuid.uuid4().hex[:5]}"
     cluster.create_namespace(namespace)
     run = Run(cluster, namespace, workers)
     try:
         run.start()
         jobs = [floor_job(m, namespace) for m in manifests]
-        batch = cluster.batch
+        gang_services = [floor_service(m, namespace) if services else None for m in manifests]
+        batch, core = cluster.batch, cluster.core
+
+        def apply_one(job: dict[str, Any], service: dict[str, Any] | None) -> None:
+            if service is not None:
+                core.create_namespaced_service(namespace, service)
+            batch.create_namespaced_job(namespace, job)
+
         calls = [
-            (m["metadata"]["name"], lambda job=job: batch.create_namespaced_job(namespace, job))
-            for m, job in zip(manifests, jobs, strict=True)
+            (m["metadata"]["name"], lambda job=job, service=service: apply_one(job, service))
+            for m, job, service in zip(manifests, jobs, gang_services, strict=True)
         ]
-        report.progress(f"floor N={size}: applying {len(jobs)} Indexed Jobs ({run.pods_expected} pods)")
+        what = "Indexed Jobs and their gangs' Services" if services else "Indexed Jobs"
+        report.progress(f"floor N={size}: applying {len(jobs)} {what} ({run.pods_expected} pods)")
         apply_seconds = run.apply(calls)
         run.wait_pods("created")
         run.wait_pods("running")
@@ -188,6 +228,7 @@ def run_operator(
     )
     try:
         operator.start()
+        run.cpu.add("operator", operator.cpu_seconds)
         run.start()
         ftjs.start()
         requests_before = cluster.request_counts()

@@ -274,6 +274,7 @@ def run_peer(
     )
     try:
         peer.start(cluster.core)
+        run.cpu.add("operator", peer.cpu_seconds)
         run.start()
         jobs.start()
         requests_before = cluster.request_counts()
@@ -311,6 +312,7 @@ def run_peer(
         result: dict[str, Any] = {
             "applySeconds": round(apply_seconds, 3),
             "annotateSeconds": round(succeed_seconds, 3),
+            "cpuSecondsApplyToRunning": run.cpu_to_running,
         }
         result.update(
             scale_metrics.scale_phases(
@@ -357,12 +359,15 @@ def run_size(
     started = time.monotonic()
     result: dict[str, Any] = {"jobs": size, "mix": scale_plan.mix_summary(shapes)}
     result["floor"] = run_floor(cluster, manifests, workers, size)
+    result["floorWithServices"] = run_floor(cluster, manifests, workers, size, services=True)
     if ours:
         result["ours"] = run_operator(cluster, manifests, workers, size, kubeconfigs["ours"])
         result["ratioOursOverFloor"] = headline(result["floor"], result["ours"])
+        result["ratioOursOverFloorWithServices"] = headline(result["floorWithServices"], result["ours"])
     if peer:
         result["peer"] = run_peer(cluster, binary, shapes, names, kubeconfigs["peer"])
         result["ratioPeerOverFloor"] = headline(result["floor"], result["peer"])
+        result["ratioPeerOverFloorWithServices"] = headline(result["floorWithServices"], result["peer"])
     result["wallSeconds"] = round(time.monotonic() - started, 1)
     return result
 
