@@ -5,7 +5,8 @@ Why: on a 2-core machine the apply -> Running phase of the scale benchmarks keep
 the operator under test). Its wall time then follows the CPU the whole system spends, so the ratio
 to the floor is a ratio of CPU, and the per-component split says which part of it a change would
 have to cut (issue 16). Read from /proc of the processes the local cluster records in
-``.cluster/run/<component>.pid``; the operator's own figure comes from its harness.
+``.cluster/run/<component>.pid`` (``localcluster.processes``); the operator's own figure comes from
+its harness.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from localcluster.processes import running_process
 
 COMPONENTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
 BENCH_CLIENT = "bench-client"
@@ -36,13 +39,8 @@ def process_cpu_seconds(pid: int) -> float | None:
 
 def component_pids(run_dir: Path) -> dict[str, int]:
     """The local cluster's component processes, from their pid files (missing ones left out)."""
-    pids: dict[str, int] = {}
-    for component in COMPONENTS:
-        try:
-            pids[component] = int((run_dir / f"{component}.pid").read_text().strip())
-        except (OSError, ValueError):
-            continue
-    return pids
+    processes = {component: running_process(run_dir, component) for component in COMPONENTS}
+    return {component: process.pid for component, process in processes.items() if process is not None}
 
 
 def spent(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+
+import psutil
 
 from bench.control_plane_cpu import (
     BENCH_CLIENT,
@@ -27,10 +30,12 @@ def test_this_process_reads_and_a_gone_one_does_not():
     assert process_cpu_seconds(2**22 + 17) is None
 
 
-def test_component_pids_come_from_the_clusters_pid_files(tmp_path):
-    (tmp_path / "kube-apiserver.pid").write_text("123\n")
-    (tmp_path / "etcd.pid").write_text("not a pid")
-    assert component_pids(tmp_path) == {"kube-apiserver": 123}
+def test_component_pids_come_from_the_clusters_pid_files_of_live_processes(tmp_path):
+    me = psutil.Process()
+    record = {"pid": me.pid, "create_time": me.create_time(), "argv": me.cmdline()}
+    (tmp_path / "kube-apiserver.pid").write_text(json.dumps(record))
+    (tmp_path / "etcd.pid").write_text(json.dumps({**record, "pid": 2**22 + 17}))  # gone
+    assert component_pids(tmp_path) == {"kube-apiserver": me.pid}
 
 
 def test_a_meter_adds_this_process_and_extra_sources(tmp_path):
