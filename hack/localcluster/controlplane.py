@@ -9,6 +9,12 @@ Why these flags (each one is a decision, so they live together here as pure argv
   selectors, and the process node resolves pod DNS names itself.
 - ``--endpoint-reconciler-type=none``: Endpoints may not hold loopback addresses, so the
   ``kubernetes`` Service's endpoints are not maintained. In-cluster clients use a kubeconfig.
+- For the same reason the controller manager runs without its Endpoints, EndpointSlice and
+  EndpointSlice-mirroring controllers (``ENDPOINT_CONTROLLERS_OFF``): every pod IP here is a 127.x
+  address, which the API server refuses in an Endpoints or EndpointSlice, so each of their writes
+  failed and was retried, with a Warning Event per failure (14,620 log lines and as many Events in
+  one 1,000-job benchmark, issue 16). Nothing here reads endpoints: the process node resolves pod
+  DNS names itself and no kube-proxy routes Service IPs.
 - Authorization ``Node,RBAC`` and admission ``NodeRestriction,ExtendedResourceToleration`` (the
   latter lets pods that request ``nvidia.com/gpu`` tolerate the GPU nodes' taint, as on GKE).
 - Service-account tokens: the API server signs with ``sa.key``, the controller manager's token
@@ -113,6 +119,11 @@ def _component_argv(config: ClusterConfig, component: str, port: int, *own_flags
     )
 
 
+ENDPOINT_CONTROLLERS_OFF = (
+    "--controllers=*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller"
+)
+
+
 def controller_manager_spec(config: ClusterConfig) -> DaemonSpec:
     pki = config.pki_dir
     return DaemonSpec(
@@ -127,6 +138,7 @@ def controller_manager_spec(config: ClusterConfig) -> DaemonSpec:
             f"--cluster-signing-cert-file={pki / 'ca.crt'}",
             f"--cluster-signing-key-file={pki / 'ca.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
+            ENDPOINT_CONTROLLERS_OFF,
         ),
     )
 

@@ -11,7 +11,7 @@ from kubernetes import client
 
 from localcluster.binaries import build_steps, kubernetes_ldflags
 from localcluster.config import DEFAULT_PORT_BASE, KWOK_POD_CIDR, SERVICE_CIDR, load_config
-from localcluster.controlplane import apiserver_spec, first_service_ip
+from localcluster.controlplane import apiserver_spec, controller_manager_spec, first_service_ip
 from localcluster.kubeconfig import env_values, parse_env, render_env
 from localcluster.kwok import gpu_node, node_ip
 from localcluster.kwokpods import terminated_status
@@ -61,6 +61,18 @@ def test_apiserver_binds_and_advertises_loopback_only() -> None:
         arg.startswith("--enable-admission-plugins=") and "ExtendedResourceToleration" in arg for arg in argv
     )
     assert "--authorization-mode=Node,RBAC" in argv
+
+
+def test_controller_manager_runs_no_endpoint_controllers_whose_writes_loopback_ips_fail() -> None:
+    argv = controller_manager_spec(load_config({})).argv
+    (controllers,) = [arg for arg in argv if arg.startswith("--controllers=")]
+    enabled = controllers.removeprefix("--controllers=").split(",")
+    assert enabled[0] == "*"  # every other default controller (job, garbage collector, ...) stays on
+    assert {
+        "-endpoints-controller",
+        "-endpointslice-controller",
+        "-endpointslice-mirroring-controller",
+    } <= set(enabled)
 
 
 def test_serving_certificate_names() -> None:
