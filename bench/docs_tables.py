@@ -198,9 +198,8 @@ def peer_section(result: dict[str, Any]) -> str:
         for who, label in (("ours", "finetune-operator"), ("peer", "training-operator")):
             if who not in size:
                 continue
-            ratio = size["ratioOursOverFloor" if who == "ours" else "ratioPeerOverFloor"]
-            with_services = size.get("ratioOursOverFloorWithServices" if who == "ours" else
-                                     "ratioPeerOverFloorWithServices")  # fmt: skip
+            over = "ratioOursOverFloor" if who == "ours" else "ratioPeerOverFloor"
+            ratio, with_services = size[over], size.get(f"{over}WithServices")
             figures = size[who]["operator"]
             done = ratio["podsSucceededToDone"]
             rows.append(

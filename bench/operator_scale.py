@@ -49,17 +49,26 @@ SUCCEED_ANNOTATION = "localcluster.finetune.dev/succeed"
 CLIENT_THREADS = 8
 
 
-def floor_job(ftj: dict[str, Any], namespace: str) -> dict[str, Any]:
-    """The Indexed Job the operator would create for attempt 1, without the owner reference."""
-    from finetune_operator.job.builders import build_job
+def _floor_view(ftj: dict[str, Any], namespace: str) -> Any:
+    """The FineTuneJob as the operator's builders see it, in the floor's namespace with a fresh uid."""
     from finetune_operator.job.jobview import JobView
-    from finetune_operator.settings import parse_settings
 
     body = copy.deepcopy(ftj)
     body["metadata"] = {**body["metadata"], "namespace": namespace, "uid": str(uuid.uuid4()), "generation": 1}
-    job = build_job(JobView.from_body(body), 1, parse_settings([], {}))
-    job["metadata"].pop("ownerReferences", None)
-    return job
+    return JobView.from_body(body)
+
+
+def _unowned(child: dict[str, Any]) -> dict[str, Any]:
+    child["metadata"].pop("ownerReferences", None)
+    return child
+
+
+def floor_job(ftj: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """The Indexed Job the operator would create for attempt 1, without the owner reference."""
+    from finetune_operator.job.builders import build_job
+    from finetune_operator.settings import parse_settings
+
+    return _unowned(build_job(_floor_view(ftj, namespace), 1, parse_settings([], {})))
 
 
 def floor_service(ftj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
@@ -67,14 +76,10 @@ def floor_service(ftj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
     for a single worker (it has none either): what a user applies next to a bare Indexed Job."""
     from finetune_operator import naming
     from finetune_operator.job.builders import build_service
-    from finetune_operator.job.jobview import JobView
 
     if not naming.has_service(ftj["spec"]["resources"]["workers"]):
         return None
-    body = {**ftj, "metadata": {**ftj["metadata"], "namespace": namespace, "uid": str(uuid.uuid4())}}
-    service = build_service(JobView.from_body(body))
-    service["metadata"].pop("ownerReferences", None)
-    return service
+    return _unowned(build_service(_floor_view(ftj, namespace)))
 
 
 def phase_timeout(pods: int) -> float:
@@ -127,8 +132,11 @@ class Run:
             f"{self.pods_expected} pods {milestone} in {self.namespace}",
             poll=0.2,
         )
-        if milestone == "running" and self._cpu_at_apply:
-            self.cpu_to_running = spent(self._cpu_at_apply, self.cpu.snapshot())
+
+    def wait_running(self) -> None:
+        """Until every pod runs; records the CPU each process spent since the apply began."""
+        self.wait_pods("running")
+        self.cpu_to_running = spent(self._cpu_at_apply, self.cpu.snapshot())
 
     def succeed_all_pods(self) -> float:
         """Annotate every pod so KWOK completes it; return the seconds the patches took."""
@@ -184,7 +192,7 @@ def run_floor(
         report.progress(f"floor N={size}: applying {len(jobs)} {what} ({run.pods_expected} pods)")
         apply_seconds = run.apply(calls)
         run.wait_pods("created")
-        run.wait_pods("running")
+        run.wait_running()
         report.progress(f"floor N={size}: all pods running; completing them through KWOK")
         succeed_seconds = run.succeed_all_pods()
         run.wait_pods("succeeded")
@@ -246,7 +254,7 @@ def run_operator(
         )
         apply_seconds = run.apply(calls)
         run.wait_pods("created")
-        run.wait_pods("running")
+        run.wait_running()
         report.progress(f"operator N={size}: all pods running; completing them through KWOK")
         succeed_seconds = run.succeed_all_pods()
         run.wait_pods("succeeded")

@@ -293,7 +293,7 @@ def run_peer(
         report.progress(f"peer N={size}: applying {size} PyTorchJobs ({run.pods_expected} pods)")
         apply_seconds = run.apply(calls)
         run.wait_pods("created")
-        run.wait_pods("running")
+        run.wait_running()
         report.progress(f"peer N={size}: all pods running; completing them through KWOK")
         succeed_seconds = run.succeed_all_pods()
         run.wait_pods("succeeded")
